@@ -1,0 +1,152 @@
+"""Outlier detection with a variational autoencoder."""
+
+from numbers import Real
+
+import numpy as np
+from sklearn.base import OutlierMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ._vae import _SHARED_ATTRIBUTES, _SHARED_PARAMETERS, BaseVAE
+
+
+class VAEAnomalyDetector(OutlierMixin, BaseVAE):
+    __doc__ = f"""Unsupervised outlier detection with a variational autoencoder.
+
+    A VAE is fitted to the training rows (which may contain some outliers);
+    a row's anomaly score is its estimated log-likelihood under the model
+    (:meth:`score_samples`, higher means more normal), and rows whose score
+    falls below ``offset_`` are flagged as outliers.
+
+    Parameters
+    ----------
+    contamination : "auto" or float, default="auto"
+        Expected share of outliers in the training data. A float in (0, 0.5]
+        puts ``offset_`` at that quantile of the training scores, so
+        :meth:`predict` flags that share of the training rows. ``"auto"``
+        uses Tukey's lower fence on the training scores,
+        ``Q1 - 1.5 * (Q3 - Q1)``, which flags only rows far below the bulk.{_SHARED_PARAMETERS}
+
+    Attributes
+    ----------
+    offset_ : float
+        Threshold on :meth:`score_samples`: ``decision_function`` is
+        ``score_samples - offset_`` and negative values are outliers.{_SHARED_ATTRIBUTES}
+
+    See Also
+    --------
+    VAETransformer : The underlying density model.
+    sklearn.ensemble.IsolationForest : A tree-based detector.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skvae import VAEAnomalyDetector
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(300, 4))
+    >>> X[:5] += 8  # five obvious outliers
+    >>> det = VAEAnomalyDetector(contamination=0.02, max_iter=50, random_state=0)
+    >>> labels = det.fit_predict(X)
+    >>> sorted(np.flatnonzero(labels == -1)[:5].tolist())
+    [0, 1, 2, 3, 4]
+    """
+
+    _parameter_constraints: dict = {
+        **BaseVAE._parameter_constraints,
+        "contamination": [
+            StrOptions({"auto"}),
+            Interval(Real, 0, 0.5, closed="right"),
+        ],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(64,),
+        latent_dim=2,
+        *,
+        contamination="auto",
+        activation="relu",
+        solver="adam",
+        alpha=1e-4,
+        batch_size="auto",
+        learning_rate_init=1e-3,
+        max_iter=200,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta=1.0,
+        likelihood="gaussian",
+        decoder_variance="feature",
+        n_importance_samples=10,
+        kl_warmup=0,
+        free_bits=0.0,
+        standardize=True,
+        random_state=None,
+        verbose=False,
+        warm_start=False,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.latent_dim = latent_dim
+        self.contamination = contamination
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta = beta
+        self.likelihood = likelihood
+        self.decoder_variance = decoder_variance
+        self.n_importance_samples = n_importance_samples
+        self.kl_warmup = kl_warmup
+        self.free_bits = free_bits
+        self.standardize = standardize
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    def _after_fit(self, Xs):
+        super()._after_fit(Xs)
+        X = self._unscale(Xs.copy()) if self._uses_scaling() else Xs
+        scores = self._log_likelihood(X, self.n_importance_samples)
+        if self.contamination == "auto":
+            q1, q3 = np.percentile(scores, [25, 75])
+            self.offset_ = float(q1 - 1.5 * (q3 - q1))
+        else:
+            self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+
+    def decision_function(self, X):
+        """Score minus ``offset_``: negative for outliers, positive for inliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to score.
+
+        Returns
+        -------
+        decision : ndarray of shape (n_samples,)
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """Label rows as inliers (+1) or outliers (-1).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to label.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            ``-1`` where :meth:`decision_function` is negative, else ``+1``.
+        """
+        check_is_fitted(self)
+        decision = self.decision_function(X)
+        return np.where(decision < 0, -1, 1)

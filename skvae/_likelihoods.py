@@ -1,0 +1,127 @@
+"""Decoder likelihoods p(x | z): negative log-density per row and gradients.
+
+Each likelihood maps the decoder's linear output to a per-row negative
+log-likelihood in nats (constants included, so the values are real
+log-densities) and, on request, the gradient of the *summed* negative
+log-likelihood with respect to the decoder output and to any likelihood
+parameters. The objectives scale these by ``1 / n_rows``.
+
+Gaussian variances are parameterised as ``softplus(r) + floor``: the softplus
+keeps them positive with a gradient everywhere, and the floor keeps the
+density bounded, so a variance cannot collapse onto a perfectly reconstructed
+feature and send the likelihood to infinity.
+"""
+
+import numpy as np
+from scipy.special import expit
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+
+#: Decoder-variance modes of the Gaussian likelihood: one learned value per
+#: feature (factor analysis), one shared scalar (probabilistic PCA), or a
+#: value per row and feature predicted by a second decoder head.
+VARIANCE_MODES = ("feature", "shared", "row")
+
+#: Initial raw value r with softplus(r) == 1, i.e. unit variance.
+RAW_UNIT_VARIANCE = float(np.log(np.expm1(1.0)))
+
+
+def softplus(r):
+    """``log(1 + exp(r))`` without overflow."""
+    return np.logaddexp(0.0, r).astype(r.dtype, copy=False)
+
+
+def variance_from_raw(r, floor):
+    """Decoder variance ``softplus(r) + floor``."""
+    return softplus(r) + r.dtype.type(floor)
+
+
+def gaussian_nll(X, mean, raw_var, floor, need_grad=True):
+    """Negative log-density of ``X`` under ``N(mean, softplus(raw_var) + floor)``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+        Data.
+    mean : ndarray of shape (n_rows, n_features)
+        Decoder mean.
+    raw_var : ndarray broadcastable to ``X.shape``
+        Unconstrained variance parameter: shape ``(n_features,)`` (per feature),
+        ``(1,)`` (shared) or ``(n_rows, n_features)`` (per row).
+    floor : float
+        Lower bound of the variance.
+    need_grad : bool, default=True
+        Whether to compute the gradients.
+
+    Returns
+    -------
+    nll : ndarray of shape (n_rows,)
+        ``-log p(x | z)`` per row, in nats.
+    d_mean : ndarray of shape (n_rows, n_features) or None
+        Gradient of ``nll.sum()`` with respect to ``mean``.
+    d_raw : ndarray of shape (n_rows, n_features) or None
+        Gradient of ``nll.sum()`` with respect to ``raw_var``, element-wise
+        (sum it over the broadcast axes for shared parameters).
+    """
+    dtype = X.dtype.type
+    var = variance_from_raw(raw_var, floor)
+    inv_var = np.reciprocal(var)
+    diff = np.subtract(mean, X)
+    d_mean = np.multiply(diff, inv_var)  # (m - x) / v
+    sq = np.multiply(diff, d_mean)  # (m - x)^2 / v
+    log_var = np.log(var)
+    nll = 0.5 * (np.sum(sq, axis=1) + dtype(X.shape[1] * LOG_2PI))
+    if log_var.ndim == 2:
+        nll += 0.5 * np.sum(log_var, axis=1)
+    else:
+        nll += dtype(0.5 * np.sum(np.broadcast_to(log_var, X.shape[1:])))
+    if not need_grad:
+        return nll, None, None
+    # d nll / d v = (1 - (m - x)^2 / v) / (2 v); d v / d r = sigmoid(r)
+    d_raw = np.subtract(1, sq, out=sq)
+    d_raw *= inv_var
+    d_raw *= expit(raw_var).astype(X.dtype, copy=False) * dtype(0.5)
+    return nll, d_mean, d_raw
+
+
+def bernoulli_nll(X, logits, need_grad=True):
+    """Negative log-probability of ``X`` in [0, 1] under Bernoulli(sigmoid(logits)).
+
+    For ``x`` strictly between 0 and 1 this is the binary cross-entropy that
+    is customary for grey-level images; it is a normalised log-probability
+    only for binary ``x``.
+
+    Returns
+    -------
+    nll : ndarray of shape (n_rows,)
+        ``sum_j softplus(l_j) - x_j l_j``.
+    d_logits : ndarray of shape (n_rows, n_features) or None
+        ``sigmoid(l) - x``.
+    """
+    nll = np.logaddexp(0.0, logits).astype(X.dtype, copy=False)
+    nll -= X * logits
+    nll = np.sum(nll, axis=1)
+    if not need_grad:
+        return nll, None
+    d_logits = expit(logits).astype(X.dtype, copy=False)
+    d_logits -= X
+    return nll, d_logits
+
+
+def squared_error(X, recon, need_grad=True):
+    """Mean squared error over features, per row, for the deterministic autoencoder.
+
+    Returns
+    -------
+    err : ndarray of shape (n_rows,)
+        ``mean_j (x_j - xhat_j)^2``.
+    d_recon : ndarray of shape (n_rows, n_features) or None
+        Gradient of ``err.sum()`` with respect to ``recon``.
+    """
+    diff = np.subtract(recon, X)
+    n_features = X.shape[1]
+    err = np.einsum("ij,ij->i", diff, diff) / X.dtype.type(n_features)
+    if not need_grad:
+        return err, None
+    diff *= X.dtype.type(2.0 / n_features)
+    return err, diff

@@ -1,0 +1,419 @@
+"""Training objectives and likelihood estimates as functions of a flat vector.
+
+:class:`Architecture` says where every block of parameters lives in the flat
+vector ``theta`` (encoder, decoder, likelihood parameters). The objectives
+are callables ``f(theta, X, eps) -> (loss, grad)``: given the same
+arguments they return the same values, and all randomness (the
+reparameterisation noise ``eps``) comes in as an argument. That is what makes
+finite-difference checks and a deterministic L-BFGS objective possible. They
+keep per-batch-size work buffers so the training loop allocates nothing per
+mini-batch; the gradient they return is one of those buffers, valid until the
+next call.
+
+The VAE (Kingma and Welling, 2014) minimises the negative evidence lower bound
+per row,
+
+    -E_q[log p(x | z)] + beta * KL(q(z | x) || N(0, I)),
+
+with ``q(z | x) = N(mu(x), diag(exp(log_var(x))))``, one reparameterised draw
+``z = mu + exp(log_var / 2) * eps`` per row, and the KL term in closed form,
+
+    KL = 1/2 * sum_j (mu_j^2 + exp(log_var_j) - log_var_j - 1).
+"""
+
+import numpy as np
+from scipy.special import logsumexp
+
+from ._likelihoods import (
+    RAW_UNIT_VARIANCE,
+    bernoulli_nll,
+    gaussian_nll,
+    squared_error,
+)
+from ._network import (
+    backward,
+    forward,
+    init_layers,
+    n_params,
+    unpack,
+    weight_sq_norm,
+)
+
+#: The encoder's log-variance is clipped to this range so that exp() can
+#: neither overflow nor underflow in float32, whatever the input.
+LOG_VAR_BOUND = 30.0
+
+
+class Architecture:
+    """Layout of an autoencoder's parameters in one flat vector.
+
+    Parameters
+    ----------
+    n_features : int
+        Input width.
+    latent_dim : int
+        Code width.
+    hidden_layer_sizes : tuple of int
+        Encoder hidden widths; the decoder mirrors them.
+    activation : str
+        Hidden activation.
+    likelihood : {"squared_error", "gaussian", "bernoulli"}
+        ``"squared_error"`` makes a deterministic autoencoder; the other two
+        make a VAE with that decoder likelihood.
+    decoder_variance : {"feature", "shared", "row"}, default="feature"
+        Gaussian decoder variance: one learned value per feature, one shared
+        scalar, or one per row and feature from a second decoder head.
+    variance_floor : float, default=1e-3
+        Lower bound of the Gaussian decoder variance.
+    """
+
+    def __init__(
+        self,
+        n_features,
+        latent_dim,
+        hidden_layer_sizes,
+        activation,
+        likelihood,
+        decoder_variance="feature",
+        variance_floor=1e-3,
+    ):
+        self.n_features = int(n_features)
+        self.latent_dim = int(latent_dim)
+        self.hidden = tuple(int(h) for h in hidden_layer_sizes)
+        self.activation = activation
+        self.likelihood = likelihood
+        self.decoder_variance = decoder_variance
+        self.variance_floor = float(variance_floor)
+        self.is_vae = likelihood != "squared_error"
+        d, k = self.n_features, self.latent_dim
+        row_var = likelihood == "gaussian" and decoder_variance == "row"
+        self.encoder_sizes = (d, *self.hidden, 2 * k if self.is_vae else k)
+        self.decoder_sizes = (k, *self.hidden[::-1], 2 * d if row_var else d)
+        self.decoder_offset = n_params(self.encoder_sizes)
+        self.likelihood_offset = self.decoder_offset + n_params(self.decoder_sizes)
+        if likelihood == "gaussian" and decoder_variance == "feature":
+            n_lik = d
+        elif likelihood == "gaussian" and decoder_variance == "shared":
+            n_lik = 1
+        else:
+            n_lik = 0
+        self.size = self.likelihood_offset + n_lik
+
+    def encoder(self, theta):
+        """Views of the encoder layers in ``theta``."""
+        return unpack(theta, self.encoder_sizes, 0)
+
+    def decoder(self, theta):
+        """Views of the decoder layers in ``theta``."""
+        return unpack(theta, self.decoder_sizes, self.decoder_offset)
+
+    def likelihood_params(self, theta):
+        """View of the raw Gaussian variance parameters (may be empty)."""
+        return theta[self.likelihood_offset : self.size]
+
+    def init_params(self, rng, dtype):
+        """A freshly initialised flat parameter vector."""
+        theta = np.zeros(self.size, dtype=dtype)
+        init_layers(self.encoder(theta), self.activation, rng)
+        init_layers(self.decoder(theta), self.activation, rng)
+        if self.decoder_variance == "row" and self.likelihood == "gaussian":
+            # start the variance head at unit variance with small weights
+            W, b = self.decoder(theta)[-1]
+            W[:, self.n_features :] *= 0.1
+            b[self.n_features :] = RAW_UNIT_VARIANCE
+        self.likelihood_params(theta)[:] = RAW_UNIT_VARIANCE
+        return theta
+
+    # -- inference helpers (no gradient; allocate freely) -------------------
+
+    def _run(self, layers, sizes, X):
+        acts = [np.empty((X.shape[0], s), dtype=X.dtype) for s in sizes[1:]]
+        return forward(layers, X, self.activation, acts)
+
+    def encode(self, theta, X):
+        """Code (AE) or posterior mean and log-variance (VAE) for rows ``X``."""
+        H = self._run(self.encoder(theta), self.encoder_sizes, X)
+        if not self.is_vae:
+            return H, None
+        k = self.latent_dim
+        log_var = np.clip(H[:, k:], -LOG_VAR_BOUND, LOG_VAR_BOUND)
+        return np.ascontiguousarray(H[:, :k]), log_var
+
+    def decode_raw(self, theta, Z):
+        """Linear decoder output for codes ``Z``."""
+        return self._run(self.decoder(theta), self.decoder_sizes, Z)
+
+    def decode_mean(self, theta, Z):
+        """Mean of p(x | z) (or the reconstruction, for the AE)."""
+        O = self.decode_raw(theta, Z)
+        d = self.n_features
+        if self.likelihood == "bernoulli":
+            from scipy.special import expit
+
+            return expit(O, out=O)
+        return np.ascontiguousarray(O[:, :d]) if O.shape[1] != d else O
+
+    def decode_variance(self, theta, O):
+        """Gaussian decoder variance for the raw decoder output ``O``."""
+        from ._likelihoods import variance_from_raw
+
+        raw = self._raw_variance(theta, O)
+        return np.broadcast_to(
+            variance_from_raw(np.asarray(raw), self.variance_floor),
+            (O.shape[0], self.n_features),
+        )
+
+    def _raw_variance(self, theta, O):
+        if self.decoder_variance == "row":
+            return O[:, self.n_features :]
+        lik = self.likelihood_params(theta)
+        return lik if lik.size else None
+
+    def neg_log_lik(self, theta, X, O, need_grad=False):
+        """-log p(x | z) per row for decoder output ``O``, and gradients."""
+        if self.likelihood == "gaussian":
+            d = self.n_features
+            mean = O[:, :d] if O.shape[1] != d else O
+            return gaussian_nll(
+                X, mean, self._raw_variance(theta, O), self.variance_floor, need_grad
+            )
+        if self.likelihood == "bernoulli":
+            nll, d_out = bernoulli_nll(X, O, need_grad)
+            return nll, d_out, None
+        err, d_out = squared_error(X, O, need_grad)
+        return err, d_out, None
+
+    def log_likelihood(self, theta, X, eps):
+        """Importance-weighted estimate of log p(x) per row.
+
+        With ``K = len(eps)`` draws ``z_k = mu(x) + sigma(x) * eps_k`` from the
+        encoder's posterior, the estimate is
+        ``log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x)`` (Burda et al., 2016).
+        It is a stochastic lower bound of log p(x) in expectation, equal to the
+        ELBO for ``K = 1`` and tighter as ``K`` grows. The same ``eps`` is used
+        for every row, so a row's estimate does not depend on the other rows.
+
+        Parameters
+        ----------
+        theta : ndarray
+            Flat parameters.
+        X : ndarray of shape (n_rows, n_features)
+            Rows (already in the model's internal scaling).
+        eps : ndarray of shape (K, latent_dim)
+            Standard normal noise.
+
+        Returns
+        -------
+        log_px : ndarray of shape (n_rows,)
+        """
+        n, k = X.shape[0], self.latent_dim
+        n_draws = eps.shape[0]
+        mu, log_var = self.encode(theta, X)
+        std = np.exp(0.5 * log_var)
+        # (K, n, k) codes, decoded as one batch of K * n rows
+        Z = mu[None] + std[None] * eps[:, None, :]
+        O = self.decode_raw(theta, Z.reshape(n_draws * n, k))
+        Xrep = np.broadcast_to(X, (n_draws, *X.shape)).reshape(n_draws * n, -1)
+        nll, _, _ = self.neg_log_lik(theta, Xrep, O)
+        log_w = -nll.reshape(n_draws, n)
+        # log p(z) - log q(z | x); the 2 pi terms cancel
+        log_w -= 0.5 * np.sum(Z * Z, axis=2)
+        log_w += 0.5 * np.sum(eps * eps, axis=1)[:, None]
+        log_w += 0.5 * np.sum(log_var, axis=1)[None, :]
+        return logsumexp(log_w, axis=0) - np.log(n_draws)
+
+
+class _Buffers:
+    """Work arrays for one batch size, allocated once and reused."""
+
+    def __init__(self, arch, n, dtype):
+        def alloc(widths):
+            return [np.empty((n, w), dtype=dtype) for w in widths]
+
+        self.enc_acts = alloc(arch.encoder_sizes[1:])
+        self.enc_deltas = alloc(arch.encoder_sizes[1:-1])
+        self.enc_tmps = alloc(arch.encoder_sizes[1:-1])
+        self.dec_acts = alloc(arch.decoder_sizes[1:])
+        self.dec_deltas = alloc(arch.decoder_sizes[1:-1])
+        self.dec_tmps = alloc(arch.decoder_sizes[1:-1])
+        k = arch.latent_dim
+        self.z, self.std, self.log_var, self.kl = alloc([k, k, k, k])
+        self.d_enc = np.empty((n, arch.encoder_sizes[-1]), dtype=dtype)
+        self.d_out = np.empty((n, arch.decoder_sizes[-1]), dtype=dtype)
+
+
+class Objective:
+    """Mean training loss per row and its gradient, ``f(theta, X, eps)``.
+
+    Parameters
+    ----------
+    arch : Architecture
+        Parameter layout; its ``likelihood`` decides between the autoencoder
+        loss and the negative ELBO.
+    beta : float, default=1.0
+        Weight of the KL term (VAE only). Mutable between calls, for warm-up.
+    alpha : float, default=0.0
+        L2 penalty: ``alpha / (2 n_rows) * sum(W ** 2)`` over all weight
+        matrices (not biases), as in scikit-learn's MLP.
+    free_bits : float, default=0.0
+        Nats per latent dimension under which the batch-mean KL of that
+        dimension is not penalised (Kingma et al., 2016).
+
+    Attributes
+    ----------
+    parts : tuple of float
+        ``(reconstruction, kl)`` of the last call: mean negative
+        log-likelihood (or squared error) and mean KL per row, without
+        ``beta``, free bits or the penalty.
+    """
+
+    def __init__(self, arch, beta=1.0, alpha=0.0, free_bits=0.0):
+        self.arch = arch
+        self.beta = beta
+        self.alpha = alpha
+        self.free_bits = free_bits
+        self.parts = (np.nan, np.nan)
+        self._buffers = {}
+        self._grad = None
+
+    def _bufs(self, n, dtype):
+        key = (n, np.dtype(dtype).str)
+        bufs = self._buffers.get(key)
+        if bufs is None:
+            if len(self._buffers) > 4:
+                self._buffers.clear()
+            bufs = self._buffers[key] = _Buffers(self.arch, n, dtype)
+        return bufs
+
+    def __call__(self, theta, X, eps=None, need_grad=True):
+        """Loss (a Python float) and gradient (an array like ``theta``, or None).
+
+        Parameters
+        ----------
+        theta : ndarray of shape (arch.size,)
+            Flat parameters, in the dtype of ``X``.
+        X : ndarray of shape (n_rows, n_features)
+            A batch of rows.
+        eps : ndarray of shape (n_rows, latent_dim) or None
+            Standard normal noise for the reparameterisation (VAE only).
+        need_grad : bool, default=True
+            Whether to compute the gradient.
+        """
+        arch = self.arch
+        n = X.shape[0]
+        dtype = X.dtype.type
+        bufs = self._bufs(n, X.dtype)
+        enc, dec = arch.encoder(theta), arch.decoder(theta)
+        H = forward(enc, X, arch.activation, bufs.enc_acts)
+        if arch.is_vae:
+            k = arch.latent_dim
+            mu = H[:, :k]
+            log_var = np.clip(H[:, k:], -LOG_VAR_BOUND, LOG_VAR_BOUND, out=bufs.log_var)
+            std = np.exp(np.multiply(log_var, dtype(0.5), out=bufs.std), out=bufs.std)
+            z = np.multiply(std, eps, out=bufs.z)
+            z += mu
+        else:
+            z = H
+        O = forward(dec, z, arch.activation, bufs.dec_acts)
+        nll, d_out, d_raw = arch.neg_log_lik(theta, X, O, need_grad)
+        recon = float(np.mean(nll))
+        loss = recon
+        kl = 0.0
+        if arch.is_vae:
+            # element-wise KL: (mu^2 + exp(log_var) - log_var - 1) / 2
+            var = np.multiply(std, std, out=bufs.kl)
+            kl_el = np.multiply(mu, mu)
+            kl_el += var
+            kl_el -= log_var
+            kl_el -= 1
+            kl_el *= dtype(0.5)
+            kl_dim = np.mean(kl_el, axis=0)
+            kl = float(np.sum(kl_dim))
+            active = kl_dim > self.free_bits
+            loss += self.beta * float(
+                np.sum(np.where(active, kl_dim, self.free_bits), dtype=np.float64)
+            )
+        if self.alpha:
+            loss += 0.5 * self.alpha * weight_sq_norm(enc + dec) / n
+        self.parts = (recon, kl)
+        if not need_grad:
+            return loss, None
+
+        grad = self._grad_buffer(theta)
+        scale = dtype(1.0 / n)
+        d_out = self._output_grad(theta, grad, bufs, d_out, d_raw, scale)
+        d_z = backward(
+            dec,
+            z,
+            bufs.dec_acts,
+            d_out,
+            arch.activation,
+            arch.decoder(grad),
+            bufs.dec_deltas,
+            bufs.dec_tmps,
+            True,
+        )
+        if arch.is_vae:
+            k = arch.latent_dim
+            d_mu = bufs.d_enc[:, :k]
+            d_lv = bufs.d_enc[:, k:]
+            coef = dtype(self.beta / n) * active.astype(X.dtype)
+            # d/d mu: decoder path + beta * mu / n
+            np.multiply(mu, coef, out=d_mu)
+            d_mu += d_z
+            # d/d log_var: decoder path dz * eps * std / 2, KL (var - 1) / 2
+            np.subtract(var, 1, out=d_lv)
+            d_lv *= dtype(0.5) * coef
+            np.multiply(d_z, eps, out=d_z)
+            d_z *= std
+            d_z *= dtype(0.5)
+            d_lv += d_z
+            # no gradient through the clip
+            d_lv *= np.abs(H[:, k:]) < LOG_VAR_BOUND
+            d_enc = bufs.d_enc
+        else:
+            d_enc = d_z
+        backward(
+            enc,
+            X,
+            bufs.enc_acts,
+            d_enc,
+            arch.activation,
+            arch.encoder(grad),
+            bufs.enc_deltas,
+            bufs.enc_tmps,
+            False,
+        )
+        if self.alpha:
+            c = dtype(self.alpha / n)
+            for (W, _), (gW, _) in zip(enc + dec, arch.encoder(grad) + arch.decoder(grad)):
+                gW += c * W
+        return loss, grad
+
+    def _grad_buffer(self, theta):
+        if (
+            self._grad is None
+            or self._grad.shape != theta.shape
+            or self._grad.dtype != theta.dtype
+        ):
+            self._grad = np.empty_like(theta)
+        return self._grad
+
+    def _output_grad(self, theta, grad, bufs, d_mean, d_raw, scale):
+        """Gradient of the mean loss at the decoder output; fills the
+        likelihood parameters' part of ``grad`` on the way."""
+        d_mean *= scale
+        if d_raw is None:
+            return d_mean
+        arch = self.arch
+        if arch.decoder_variance == "row":
+            # the variance head is the second half of the decoder output
+            d = arch.n_features
+            d_out = bufs.d_out
+            d_out[:, :d] = d_mean
+            np.multiply(d_raw, scale, out=d_out[:, d:])
+            return d_out
+        g = arch.likelihood_params(grad)
+        per_feature = np.sum(d_raw, axis=0) * scale
+        g[:] = per_feature if g.size == per_feature.size else np.sum(per_feature)
+        return d_mean

@@ -1,0 +1,135 @@
+"""Optimizers on one flat parameter vector.
+
+:class:`Adam` updates the vector in place from a gradient of the same shape;
+the training loop does not know anything else about it. Its state is a plain
+dict of arrays so that an estimator can keep it between ``partial_fit`` calls
+and still pickle to NumPy arrays and Python scalars only.
+:func:`minimize_lbfgs` hands a deterministic objective to SciPy's L-BFGS-B.
+"""
+
+import numpy as np
+from scipy.optimize import minimize
+
+
+class Adam:
+    """Adam (Kingma and Ba, 2015), fused over a flat parameter vector.
+
+    Parameters
+    ----------
+    params : ndarray
+        The flat vector it will update in place (sets shape and dtype).
+    learning_rate : float
+        Step size.
+    beta_1, beta_2 : float
+        Decay rates of the first- and second-moment estimates.
+    epsilon : float
+        Added to the root of the second moment for numerical stability.
+    state : dict or None
+        ``{"m": ndarray, "v": ndarray, "t": int}`` from :meth:`state` of an
+        earlier optimizer, to resume; None starts fresh.
+    """
+
+    def __init__(
+        self,
+        params,
+        learning_rate=1e-3,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        state=None,
+    ):
+        self.learning_rate = learning_rate
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        dtype = params.dtype
+        if state is not None and state["m"].shape == params.shape:
+            self.m = state["m"].astype(dtype, copy=True)
+            self.v = state["v"].astype(dtype, copy=True)
+            self.t = int(state["t"])
+        else:
+            self.m = np.zeros_like(params)
+            self.v = np.zeros_like(params)
+            self.t = 0
+        self._tmp = np.empty_like(params)
+        self._c1 = dtype.type(1 - beta_1)
+        self._c2 = dtype.type(1 - beta_2)
+        self._eps = dtype.type(epsilon)
+
+    def update(self, params, grad):
+        """One Adam step: ``params -= lr_t * m / (sqrt(v) + epsilon)``, in place."""
+        self.t += 1
+        tmp = self._tmp
+        m, v = self.m, self.v
+        m *= self.beta_1
+        np.multiply(grad, self._c1, out=tmp)
+        m += tmp
+        v *= self.beta_2
+        np.multiply(grad, grad, out=tmp)
+        tmp *= self._c2
+        v += tmp
+        lr_t = (
+            self.learning_rate
+            * np.sqrt(1 - self.beta_2**self.t)
+            / (1 - self.beta_1**self.t)
+        )
+        np.sqrt(v, out=tmp)
+        tmp += self._eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= params.dtype.type(lr_t)
+        params -= tmp
+
+    def state(self):
+        """Moments and step count, as plain arrays and an int."""
+        return {"m": self.m, "v": self.v, "t": self.t}
+
+
+def minimize_lbfgs(fun, params, max_iter, tol, callback=None):
+    """Minimise ``fun(params) -> (loss, grad)`` with SciPy's L-BFGS-B.
+
+    ``params`` (float32 or float64) is updated in place with the solution;
+    SciPy itself works in float64, and ``fun`` is called with a view of the
+    working-dtype vector so it computes in that dtype.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(params) -> (float, ndarray)``; must be deterministic.
+    params : ndarray
+        Starting point, overwritten with the result.
+    max_iter : int
+        Maximum number of L-BFGS iterations.
+    tol : float
+        Projected-gradient tolerance (``gtol``).
+    callback : callable or None
+        Called as ``callback(loss)`` after each iteration.
+
+    Returns
+    -------
+    result : scipy.optimize.OptimizeResult
+    """
+
+    def wrapped(x64):
+        params[:] = x64
+        loss, grad = fun(params)
+        return loss, grad.astype(np.float64)
+
+    def on_iteration(intermediate_result):
+        if callback is not None:
+            callback(float(intermediate_result.fun))
+
+    result = minimize(
+        wrapped,
+        params.astype(np.float64),
+        jac=True,
+        method="L-BFGS-B",
+        callback=on_iteration,
+        options={
+            "maxiter": max_iter,
+            "maxfun": max(15000, 2 * max_iter),
+            "gtol": tol,
+            "ftol": 64 * np.finfo(params.dtype).eps,
+        },
+    )
+    params[:] = result.x
+    return result

@@ -1,0 +1,185 @@
+"""Finite-difference checks of every analytic gradient, in float64."""
+
+import numpy as np
+import pytest
+from scipy.optimize import approx_fprime
+
+from skvae._activations import ACTIVATIONS, DERIVATIVES
+from skvae._likelihoods import bernoulli_nll, gaussian_nll, squared_error
+from skvae._network import backward, forward, init_layers, n_params, unpack
+from skvae._objectives import Architecture, Objective
+
+
+def _numeric_grad(f, x, h=1e-6):
+    """Central differences of a scalar function of a flat float64 vector."""
+    g = np.empty_like(x)
+    for i in range(x.size):
+        e = np.zeros_like(x)
+        e[i] = h
+        g[i] = (f(x + e) - f(x - e)) / (2 * h)
+    return g
+
+
+def _assert_grad_close(analytic, numeric, rtol=1e-5, atol=1e-7):
+    scale = max(1.0, float(np.max(np.abs(numeric))))
+    np.testing.assert_allclose(analytic, numeric, rtol=rtol, atol=atol * scale)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation_derivative_matches_finite_differences(name):
+    rng = np.random.default_rng(0)
+    # stay away from relu's kink at 0, where no derivative exists
+    Z = rng.uniform(0.1, 2.0, size=(5, 4)) * rng.choice([-1, 1], size=(5, 4))
+    A = ACTIVATIONS[name](Z.copy())
+    delta = np.ones_like(Z)
+    analytic = DERIVATIVES[name](A, delta, np.empty_like(Z))
+    h = 1e-6
+    numeric = (
+        ACTIVATIONS[name](Z + h) - ACTIVATIONS[name](Z - h)
+    ) / (2 * h)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_dense_stack_backward_matches_finite_differences(activation):
+    rng = np.random.default_rng(1)
+    sizes = (4, 6, 5, 3)
+    theta = np.empty(n_params(sizes))
+    layers = unpack(theta, sizes)
+    init_layers(layers, activation, rng)
+    X = rng.normal(size=(7, 4))
+    R = rng.normal(size=(7, 3))  # a fixed linear read-out makes a scalar loss
+
+    def run(th, x):
+        acts = [np.empty((x.shape[0], s)) for s in sizes[1:]]
+        return forward(unpack(th, sizes), x, activation, acts), acts
+
+    def loss(th):
+        out, _ = run(th, X)
+        return float(np.sum(out * R))
+
+    out, acts = run(theta, X)
+    grad = np.empty_like(theta)
+    d_in = backward(
+        unpack(theta, sizes),
+        X,
+        acts,
+        R.copy(),
+        activation,
+        unpack(grad, sizes),
+        [np.empty_like(a) for a in acts[:-1]],
+        [np.empty_like(a) for a in acts[:-1]],
+        True,
+    )
+    _assert_grad_close(grad, _numeric_grad(loss, theta))
+
+    def loss_x(x):
+        return float(np.sum(run(theta, x.reshape(X.shape))[0] * R))
+
+    _assert_grad_close(d_in.ravel(), _numeric_grad(loss_x, X.ravel()))
+
+
+@pytest.mark.parametrize("raw_shape", ["feature", "shared", "row"])
+def test_gaussian_likelihood_gradients(raw_shape):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(6, 3))
+    mean = rng.normal(size=(6, 3))
+    raw = {
+        "feature": rng.normal(size=3),
+        "shared": rng.normal(size=1),
+        "row": rng.normal(size=(6, 3)),
+    }[raw_shape]
+    floor = 1e-2
+    _, d_mean, d_raw = gaussian_nll(X, mean, raw, floor)
+
+    def f_mean(m):
+        return gaussian_nll(X, m.reshape(X.shape), raw, floor, False)[0].sum()
+
+    def f_raw(r):
+        return gaussian_nll(X, mean, r.reshape(raw.shape), floor, False)[0].sum()
+
+    _assert_grad_close(d_mean.ravel(), _numeric_grad(f_mean, mean.ravel()))
+    d_raw_reduced = np.sum(np.broadcast_to(d_raw, X.shape), axis=0)
+    if raw_shape == "shared":
+        d_raw_reduced = np.sum(d_raw_reduced, keepdims=True)
+    elif raw_shape == "row":
+        d_raw_reduced = d_raw
+    _assert_grad_close(d_raw_reduced.ravel(), _numeric_grad(f_raw, raw.ravel()))
+
+
+def test_gaussian_likelihood_is_the_normal_log_density():
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(3)
+    X, mean = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    raw = rng.normal(size=3)
+    var = np.logaddexp(0, raw) + 1e-3
+    nll, _, _ = gaussian_nll(X, mean, raw, 1e-3, False)
+    expected = -norm.logpdf(X, loc=mean, scale=np.sqrt(var)).sum(axis=1)
+    np.testing.assert_allclose(nll, expected, rtol=1e-12)
+
+
+def test_bernoulli_likelihood_gradient_and_value():
+    rng = np.random.default_rng(4)
+    X = rng.uniform(size=(5, 4))
+    logits = rng.normal(scale=3, size=(5, 4))
+    nll, d_logits = bernoulli_nll(X, logits)
+    p = 1 / (1 + np.exp(-logits))
+    expected = -(X * np.log(p) + (1 - X) * np.log1p(-p)).sum(axis=1)
+    np.testing.assert_allclose(nll, expected, rtol=1e-10)
+
+    def f(lg):
+        return bernoulli_nll(X, lg.reshape(X.shape), False)[0].sum()
+
+    _assert_grad_close(d_logits.ravel(), _numeric_grad(f, logits.ravel()))
+
+
+def test_squared_error_gradient():
+    rng = np.random.default_rng(5)
+    X, R = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    err, d = squared_error(X, R)
+    np.testing.assert_allclose(err, ((X - R) ** 2).mean(axis=1))
+
+    def f(r):
+        return squared_error(X, r.reshape(X.shape), False)[0].sum()
+
+    _assert_grad_close(d.ravel(), _numeric_grad(f, R.ravel()))
+
+
+OBJECTIVE_CASES = [
+    # (likelihood, decoder_variance, activation, hidden, beta, alpha, free_bits)
+    ("squared_error", "feature", "tanh", (5,), 1.0, 0.0, 0.0),
+    ("squared_error", "feature", "relu", (5, 4), 1.0, 0.3, 0.0),
+    ("gaussian", "feature", "tanh", (5,), 1.0, 0.0, 0.0),
+    ("gaussian", "shared", "logistic", (5,), 0.5, 0.0, 0.0),
+    ("gaussian", "row", "tanh", (5, 4), 2.0, 0.0, 0.0),
+    ("gaussian", "feature", "identity", (), 1.0, 0.1, 0.0),
+    ("bernoulli", "feature", "relu", (6,), 1.0, 0.0, 0.0),
+    ("gaussian", "feature", "tanh", (5,), 1.0, 0.0, 0.05),  # free bits
+    ("bernoulli", "feature", "tanh", (5,), 0.0, 0.2, 0.0),  # beta = 0
+]
+
+
+@pytest.mark.parametrize(
+    "likelihood, variance, activation, hidden, beta, alpha, free_bits",
+    OBJECTIVE_CASES,
+)
+def test_objective_gradient_matches_finite_differences(
+    likelihood, variance, activation, hidden, beta, alpha, free_bits
+):
+    rng = np.random.default_rng(6)
+    n, d, k = 8, 4, 2
+    X = rng.uniform(size=(n, d)) if likelihood == "bernoulli" else rng.normal(size=(n, d))
+    arch = Architecture(d, k, hidden, activation, likelihood, variance, 1e-2)
+    theta = arch.init_params(rng, np.float64)
+    theta += 0.1 * rng.normal(size=theta.shape)  # move off the symmetric start
+    eps = rng.normal(size=(n, k))
+    obj = Objective(arch, beta=beta, alpha=alpha, free_bits=free_bits)
+    loss, grad = obj(theta, X, eps)
+    grad = grad.copy()
+
+    def f(th):
+        return obj(th, X, eps, need_grad=False)[0]
+
+    assert loss == pytest.approx(f(theta))
+    _assert_grad_close(grad, _numeric_grad(f, theta), rtol=1e-4, atol=1e-6)
