@@ -25,13 +25,15 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
         puts ``offset_`` at that quantile of the training scores, so
         :meth:`predict` flags that share of the training rows. ``"auto"``
         uses Tukey's lower fence on the training scores,
-        ``Q1 - 1.5 * (Q3 - Q1)``, which flags only rows far below the bulk.{_SHARED_PARAMETERS}
+        ``Q1 - 1.5 * (Q3 - Q1)``, which flags only rows far below the bulk.
+    {_SHARED_PARAMETERS}
 
     Attributes
     ----------
     offset_ : float
         Threshold on :meth:`score_samples`: ``decision_function`` is
-        ``score_samples - offset_`` and negative values are outliers.{_SHARED_ATTRIBUTES}
+        ``score_samples - offset_`` and negative values are outliers.
+    {_SHARED_ATTRIBUTES}
 
     See Also
     --------

@@ -221,4 +221,3 @@ class AutoencoderTransformer(BaseAutoencoder):
         L = np.linalg.cholesky(cov + jitter * np.eye(cov.shape[0]))
         Z = self.latent_mean_ + gen.standard_normal((n_samples, cov.shape[0])) @ L.T
         return self._decode(Z.astype(self.params_.dtype))
-

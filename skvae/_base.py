@@ -14,6 +14,7 @@ dict), so a fitted model pickles without any skvae class inside.
 import sys
 import time
 import warnings
+from contextlib import nullcontext
 from numbers import Integral, Real
 
 import numpy as np
@@ -28,9 +29,32 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from threadpoolctl import ThreadpoolController
 
 from ._objectives import Architecture, Objective
 from ._optimizers import Adam, minimize_lbfgs
+
+#: Below this many multiply-adds in the largest matrix product of a step,
+#: BLAS runs single-threaded: on small products, thread start-up and
+#: contention on a busy machine cost more than the second core gains
+#: (measured in benchmarks/bench_speed.py).
+_MIN_MACS_FOR_THREADS = 1 << 24
+
+_CONTROLLER = None
+
+
+def _blas_limits(n_rows, arch):
+    """A context that runs BLAS single-threaded for small matrix products."""
+    global _CONTROLLER
+    sizes = (*arch["hidden_layer_sizes"], arch["latent_dim"])
+    widest = max(sizes)
+    macs = n_rows * max(arch["n_features"], widest) * widest
+    if macs >= _MIN_MACS_FOR_THREADS:
+        return nullcontext()
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
 
 #: Rows times widest layer per inference chunk: bounds the memory of
 #: ``transform``, ``score_samples`` and ``sample`` whatever the input size.
@@ -74,12 +98,18 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     """Shared machinery of the skvae estimators; not for direct use."""
 
     _parameter_constraints: dict = {
-        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "latent_dim": [Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
         "solver": [StrOptions({"adam", "lbfgs"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "batch_size": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -125,8 +155,13 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _fit_scaling(self, X):
         n_features = X.shape[1]
         if self._uses_scaling():
-            mean = X.mean(axis=0, dtype=np.float64)
-            scale = X.std(axis=0, dtype=np.float64)
+            # divide by the largest magnitude first: the moments of values
+            # near the float limits would overflow otherwise
+            peak = np.max(np.abs(X), axis=0).astype(np.float64)
+            peak[peak == 0] = 1.0
+            Xp = X / peak
+            mean = Xp.mean(axis=0, dtype=np.float64) * peak
+            scale = Xp.std(axis=0, dtype=np.float64) * peak
             # constant (or nearly) features: leave them unscaled, as
             # StandardScaler does, instead of dividing by ~0
             tiny = scale < 10 * np.finfo(X.dtype).eps * np.maximum(np.abs(mean), 1.0)
@@ -164,9 +199,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return {
             "n_features": n_features,
             "latent_dim": int(self.latent_dim),
-            "hidden_layer_sizes": _validate_hidden_layer_sizes(
-                self.hidden_layer_sizes
-            ),
+            "hidden_layer_sizes": _validate_hidden_layer_sizes(self.hidden_layer_sizes),
             "activation": self.activation,
             "likelihood": self._likelihood(),
             "decoder_variance": getattr(self, "decoder_variance", "feature"),
@@ -253,10 +286,16 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         # a Generator for the training noise: it draws float32 natively and
         # into preallocated arrays, unlike the RandomState behind random_state
         gen = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
+        # overflow on the way to a non-finite loss is reported once, as a
+        # TrainingDivergedError, rather than as a stream of RuntimeWarnings
+        errstate = np.errstate(over="ignore", invalid="ignore")
         if self.solver == "lbfgs":
-            self._fit_lbfgs(Xs, gen)
+            with _blas_limits(X.shape[0], self._architecture_), errstate:
+                self._fit_lbfgs(Xs, gen)
         else:
-            self._fit_adam(Xs, gen, rng, incremental)
+            n_rows = self._batch_size(X.shape[0])
+            with _blas_limits(n_rows, self._architecture_), errstate:
+                self._fit_adam(Xs, gen, rng, incremental)
         self._after_fit(Xs)
         return self
 
@@ -294,12 +333,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 (X_val.shape[0], arch.latent_dim), dtype=dtype
             )
         n = Xs.shape[0]
-        batch_size = (
-            min(200, n) if self.batch_size == "auto" else min(self.batch_size, n)
-        )
-        optimizer = Adam(
-            theta, self.learning_rate_init, state=self._optimizer_state
-        )
+        batch_size = self._batch_size(n)
+        optimizer = Adam(theta, self.learning_rate_init, state=self._optimizer_state)
         # per-batch work arrays, allocated once: the rows of a batch are
         # gathered into them with np.take, and the noise drawn into them
         n_full, rest = divmod(n, batch_size)
@@ -310,7 +345,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         start = time.perf_counter()
         stopped_early = False
         best_params = None
-        for epoch in range(n_epochs):
+        for _ in range(n_epochs):
             self._warmup_beta(objective, self.n_iter_)
             perm = gen.permutation(n)
             total = recon = kl = 0.0
@@ -329,9 +364,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 recon += objective.parts[0] * size
                 kl += objective.parts[1] * size
             self.n_iter_ += 1
-            self.loss_curve_.append(total / n)
-            self.reconstruction_curve_.append(recon / n)
-            self.kl_curve_.append(kl / n)
+            self._record_epoch(total / n, recon / n, kl / n)
             if not np.all(np.isfinite(theta)):
                 self._diverged(np.nan)
             val_score = None
@@ -367,7 +400,24 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 f"Stochastic optimizer: maximum iterations ({self.max_iter}) "
                 "reached and the optimization hasn't converged yet.",
                 ConvergenceWarning,
+                stacklevel=3,
             )
+
+    def _record_epoch(self, loss, recon, kl):
+        # the VAE's negative log-likelihoods are computed on standardised
+        # features; shifted by log|det| of the scaling, the curves are in
+        # nats of the input data, comparable with -score_samples
+        shift = (
+            self._log_scale_sum()
+            if self._architecture_["likelihood"] != "squared_error"
+            else 0.0
+        )
+        self.loss_curve_.append(loss + shift)
+        self.reconstruction_curve_.append(recon + shift)
+        self.kl_curve_.append(kl)
+
+    def _batch_size(self, n):
+        return min(200, n) if self.batch_size == "auto" else min(self.batch_size, n)
 
     def _update_no_improvement(self, val_score):
         """MLPRegressor's stopping rule; returns whether this epoch is best."""
@@ -410,10 +460,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
         def on_iteration(loss):
             self.n_iter_ += 1
-            self.loss_curve_.append(loss)
-            self.reconstruction_curve_.append(last["parts"][0])
-            self.kl_curve_.append(last["parts"][1])
-            self.best_loss_ = min(self.best_loss_, loss)
+            self._record_epoch(loss, *last["parts"])
+            self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
             if self.verbose:
                 self._print_progress(time.perf_counter() - start, None)
 
@@ -427,6 +475,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 f"lbfgs failed to converge after {self.max_iter} iterations "
                 f"(status={result.status}): {result.message}. Increase max_iter.",
                 ConvergenceWarning,
+                stacklevel=3,
             )
 
     def _diverged(self, loss):

@@ -145,42 +145,38 @@ class Architecture:
 
     def decode_mean(self, theta, Z):
         """Mean of p(x | z) (or the reconstruction, for the AE)."""
-        O = self.decode_raw(theta, Z)
+        dec_out = self.decode_raw(theta, Z)
         d = self.n_features
         if self.likelihood == "bernoulli":
             from scipy.special import expit
 
-            return expit(O, out=O)
-        return np.ascontiguousarray(O[:, :d]) if O.shape[1] != d else O
-
-    def decode_variance(self, theta, O):
-        """Gaussian decoder variance for the raw decoder output ``O``."""
-        from ._likelihoods import variance_from_raw
-
-        raw = self._raw_variance(theta, O)
-        return np.broadcast_to(
-            variance_from_raw(np.asarray(raw), self.variance_floor),
-            (O.shape[0], self.n_features),
+            return expit(dec_out, out=dec_out)
+        return (
+            np.ascontiguousarray(dec_out[:, :d]) if dec_out.shape[1] != d else dec_out
         )
 
-    def _raw_variance(self, theta, O):
+    def _raw_variance(self, theta, dec_out):
         if self.decoder_variance == "row":
-            return O[:, self.n_features :]
+            return dec_out[:, self.n_features :]
         lik = self.likelihood_params(theta)
         return lik if lik.size else None
 
-    def neg_log_lik(self, theta, X, O, need_grad=False):
-        """-log p(x | z) per row for decoder output ``O``, and gradients."""
+    def neg_log_lik(self, theta, X, dec_out, need_grad=False):
+        """-log p(x | z) per row for decoder output ``dec_out``, and gradients."""
         if self.likelihood == "gaussian":
             d = self.n_features
-            mean = O[:, :d] if O.shape[1] != d else O
+            mean = dec_out[:, :d] if dec_out.shape[1] != d else dec_out
             return gaussian_nll(
-                X, mean, self._raw_variance(theta, O), self.variance_floor, need_grad
+                X,
+                mean,
+                self._raw_variance(theta, dec_out),
+                self.variance_floor,
+                need_grad,
             )
         if self.likelihood == "bernoulli":
-            nll, d_out = bernoulli_nll(X, O, need_grad)
+            nll, d_out = bernoulli_nll(X, dec_out, need_grad)
             return nll, d_out, None
-        err, d_out = squared_error(X, O, need_grad)
+        err, d_out = squared_error(X, dec_out, need_grad)
         return err, d_out, None
 
     def log_likelihood(self, theta, X, eps):
@@ -212,9 +208,9 @@ class Architecture:
         std = np.exp(0.5 * log_var)
         # (K, n, k) codes, decoded as one batch of K * n rows
         Z = mu[None] + std[None] * eps[:, None, :]
-        O = self.decode_raw(theta, Z.reshape(n_draws * n, k))
+        dec_out = self.decode_raw(theta, Z.reshape(n_draws * n, k))
         Xrep = np.broadcast_to(X, (n_draws, *X.shape)).reshape(n_draws * n, -1)
-        nll, _, _ = self.neg_log_lik(theta, Xrep, O)
+        nll, _, _ = self.neg_log_lik(theta, Xrep, dec_out)
         log_w = -nll.reshape(n_draws, n)
         # log p(z) - log q(z | x); the 2 pi terms cancel
         log_w -= 0.5 * np.sum(Z * Z, axis=2)
@@ -314,8 +310,8 @@ class Objective:
             z += mu
         else:
             z = H
-        O = forward(dec, z, arch.activation, bufs.dec_acts)
-        nll, d_out, d_raw = arch.neg_log_lik(theta, X, O, need_grad)
+        dec_out = forward(dec, z, arch.activation, bufs.dec_acts)
+        nll, d_out, d_raw = arch.neg_log_lik(theta, X, dec_out, need_grad)
         recon = float(np.mean(nll))
         loss = recon
         kl = 0.0
@@ -386,7 +382,9 @@ class Objective:
         )
         if self.alpha:
             c = dtype(self.alpha / n)
-            for (W, _), (gW, _) in zip(enc + dec, arch.encoder(grad) + arch.decoder(grad)):
+            for (W, _), (gW, _) in zip(
+                enc + dec, arch.encoder(grad) + arch.decoder(grad)
+            ):
                 gW += c * W
         return loss, grad
 

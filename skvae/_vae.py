@@ -121,8 +121,7 @@ class BaseVAE(BaseAutoencoder):
         self.active_units_ = np.flatnonzero(self.latent_mean_variance_ > 0.01)
 
 
-_SHARED_PARAMETERS = """
-    hidden_layer_sizes : tuple of int, default=(64,)
+_SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
         Widths of the encoder's hidden layers; the decoder mirrors them.
         ``()`` gives linear maps (with ``activation="identity"`` and a
         Gaussian decoder, a factor-analysis or probabilistic-PCA model).
@@ -182,8 +181,7 @@ _SHARED_PARAMETERS = """
     warm_start : bool, default=False
         Reuse the previous solution to start the next ``fit``."""
 
-_SHARED_ATTRIBUTES = """
-    params_ : ndarray
+_SHARED_ATTRIBUTES = """params_ : ndarray
         All parameters in one flat vector (encoder, decoder, variances).
     loss_curve_ : list of float
         Training objective per epoch (adam) or iteration (lbfgs): mean
@@ -231,10 +229,12 @@ class VAETransformer(BaseVAE):
     nats, so :meth:`score` (its mean) drives ``GridSearchCV`` without a scorer.
 
     Parameters
-    ----------{_SHARED_PARAMETERS}
+    ----------
+    {_SHARED_PARAMETERS}
 
     Attributes
-    ----------{_SHARED_ATTRIBUTES}
+    ----------
+    {_SHARED_ATTRIBUTES}
 
     See Also
     --------

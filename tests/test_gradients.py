@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from scipy.optimize import approx_fprime
 
 from skvae._activations import ACTIVATIONS, DERIVATIVES
 from skvae._likelihoods import bernoulli_nll, gaussian_nll, squared_error
@@ -34,9 +33,7 @@ def test_activation_derivative_matches_finite_differences(name):
     delta = np.ones_like(Z)
     analytic = DERIVATIVES[name](A, delta, np.empty_like(Z))
     h = 1e-6
-    numeric = (
-        ACTIVATIONS[name](Z + h) - ACTIVATIONS[name](Z - h)
-    ) / (2 * h)
+    numeric = (ACTIVATIONS[name](Z + h) - ACTIVATIONS[name](Z - h)) / (2 * h)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
 
 
@@ -169,7 +166,11 @@ def test_objective_gradient_matches_finite_differences(
 ):
     rng = np.random.default_rng(6)
     n, d, k = 8, 4, 2
-    X = rng.uniform(size=(n, d)) if likelihood == "bernoulli" else rng.normal(size=(n, d))
+    X = (
+        rng.uniform(size=(n, d))
+        if likelihood == "bernoulli"
+        else rng.normal(size=(n, d))
+    )
     arch = Architecture(d, k, hidden, activation, likelihood, variance, 1e-2)
     theta = arch.init_params(rng, np.float64)
     theta += 0.1 * rng.normal(size=theta.shape)  # move off the symmetric start
