@@ -1,5 +1,7 @@
 """Outlier detection with a variational autoencoder."""
 
+import math
+import re
 from numbers import Real
 
 import numpy as np
@@ -7,7 +9,31 @@ from sklearn.base import OutlierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._base import _validate_hidden_layer_sizes
 from ._vae import _SHARED_ATTRIBUTES, _SHARED_PARAMETERS, BaseVAE
+
+_AUTO_DOCS = {
+    "hidden_layer_sizes": """hidden_layer_sizes : "auto" or tuple of int, default="auto"
+        Encoder hidden widths; the decoder mirrors them. ``"auto"``: two
+        layers of width ``clip(2 * n_features, 32, 128)``.""",
+    "latent_dim": """latent_dim : "auto" or int, default="auto"
+        Size of the latent code; ``"auto"``: ``clip(n_features // 4, 2, 16)``.""",
+    "max_iter": """max_iter : "auto" or int, default="auto"
+        Epochs. ``"auto"`` gives about 1500 Adam steps whatever the number
+        of rows (between 10 and 500 epochs).""",
+}
+
+
+def _detector_parameters():
+    """The VAE's parameter docs with the detector's "auto" defaults."""
+    text = _SHARED_PARAMETERS
+    for name, doc in _AUTO_DOCS.items():
+        text = re.sub(rf"{name} : .*?(?=\n    \w+ : )", doc, text, count=1, flags=re.S)
+    return text
+
+
+#: Adam steps that "auto" training aims for.
+_AUTO_STEPS = 1500
 
 
 class VAEAnomalyDetector(OutlierMixin, BaseVAE):
@@ -26,7 +52,11 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
         :meth:`predict` flags that share of the training rows. ``"auto"``
         uses Tukey's lower fence on the training scores,
         ``Q1 - 1.5 * (Q3 - Q1)``, which flags only rows far below the bulk.
-    {_SHARED_PARAMETERS}
+    trim_fraction : float, default=0.0
+        Share of each mini-batch, the rows with the highest loss, left out of
+        the training loss. Anomalies in the training data then do not shape
+        the model, which keeps their likelihood low.
+    {_detector_parameters()}
 
     Attributes
     ----------
@@ -55,6 +85,16 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
 
     _parameter_constraints: dict = {
         **BaseVAE._parameter_constraints,
+        "hidden_layer_sizes": [
+            StrOptions({"auto"}),
+            *BaseVAE._parameter_constraints["hidden_layer_sizes"],
+        ],
+        "latent_dim": [
+            StrOptions({"auto"}),
+            *BaseVAE._parameter_constraints["latent_dim"],
+        ],
+        "max_iter": [StrOptions({"auto"}), *BaseVAE._parameter_constraints["max_iter"]],
+        "trim_fraction": [Interval(Real, 0, 1, closed="left")],
         "contamination": [
             StrOptions({"auto"}),
             Interval(Real, 0, 0.5, closed="right"),
@@ -63,16 +103,17 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
 
     def __init__(
         self,
-        hidden_layer_sizes=(64,),
-        latent_dim=2,
+        hidden_layer_sizes="auto",
+        latent_dim="auto",
         *,
         contamination="auto",
+        trim_fraction=0.0,
         activation="relu",
         solver="adam",
         alpha=1e-4,
         batch_size="auto",
         learning_rate_init=1e-3,
-        max_iter=200,
+        max_iter="auto",
         tol=1e-4,
         n_iter_no_change=10,
         early_stopping=False,
@@ -83,6 +124,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
         n_importance_samples=10,
         kl_warmup=0,
         free_bits=0.0,
+        iwae_samples=1,
         standardize=True,
         random_state=None,
         verbose=False,
@@ -91,6 +133,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.latent_dim = latent_dim
         self.contamination = contamination
+        self.trim_fraction = trim_fraction
         self.activation = activation
         self.solver = solver
         self.alpha = alpha
@@ -107,10 +150,31 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
         self.n_importance_samples = n_importance_samples
         self.kl_warmup = kl_warmup
         self.free_bits = free_bits
+        self.iwae_samples = iwae_samples
         self.standardize = standardize
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+
+    def _network_shape(self, n_samples, n_features):
+        if isinstance(self.hidden_layer_sizes, str):
+            width = int(min(max(2 * n_features, 32), 128))
+            hidden = (width, width)
+        else:
+            hidden = _validate_hidden_layer_sizes(self.hidden_layer_sizes)
+        if isinstance(self.latent_dim, str):
+            latent_dim = int(min(max(n_features // 4, 2), 16))
+        else:
+            latent_dim = int(self.latent_dim)
+        return hidden, latent_dim
+
+    def _epochs(self, n_samples):
+        if not isinstance(self.max_iter, str):
+            return self.max_iter
+        if self.solver == "lbfgs":
+            return _AUTO_STEPS
+        batches = math.ceil(n_samples / self._batch_size(n_samples))
+        return int(min(max(math.ceil(_AUTO_STEPS / batches), 10), 500))
 
     def _after_fit(self, Xs):
         super()._after_fit(Xs)

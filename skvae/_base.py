@@ -130,7 +130,13 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _training_options(self):
         """Objective options: beta, free bits, warm-up epochs."""
-        return {"beta": 1.0, "free_bits": 0.0, "kl_warmup": 0}
+        return {
+            "beta": 1.0,
+            "free_bits": 0.0,
+            "kl_warmup": 0,
+            "iwae_samples": 1,
+            "trim_fraction": 0.0,
+        }
 
     def _after_fit(self, Xs):
         """Hook for fitted statistics that need the training rows."""
@@ -195,11 +201,23 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _architecture(self):
         return Architecture(**self._architecture_)
 
-    def _new_architecture(self, n_features):
+    def _network_shape(self, n_samples, n_features):
+        """Hidden widths and latent size to build (subclasses may derive them
+        from the data's shape)."""
+        return _validate_hidden_layer_sizes(self.hidden_layer_sizes), int(
+            self.latent_dim
+        )
+
+    def _epochs(self, n_samples):
+        """Epochs (adam) or iterations (lbfgs) of one ``fit``."""
+        return self.max_iter
+
+    def _new_architecture(self, n_samples, n_features):
+        hidden, latent_dim = self._network_shape(n_samples, n_features)
         return {
             "n_features": n_features,
-            "latent_dim": int(self.latent_dim),
-            "hidden_layer_sizes": _validate_hidden_layer_sizes(self.hidden_layer_sizes),
+            "latent_dim": latent_dim,
+            "hidden_layer_sizes": hidden,
             "activation": self.activation,
             "likelihood": self._likelihood(),
             "decoder_variance": getattr(self, "decoder_variance", "feature"),
@@ -265,7 +283,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         fresh = not hasattr(self, "params_") or not (incremental or self.warm_start)
         if fresh:
             self._fit_scaling(X)
-            self._architecture_ = self._new_architecture(X.shape[1])
+            self._architecture_ = self._new_architecture(*X.shape)
             self.params_ = self._architecture().init_params(rng, dtype)
             self.loss_curve_ = []
             self.reconstruction_curve_ = []
@@ -306,7 +324,14 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             beta=opts["beta"],
             alpha=self.alpha,
             free_bits=opts["free_bits"],
+            trim_fraction=opts["trim_fraction"],
         )
+
+    def _noise_shape(self, n_rows):
+        """Shape of the training noise for a batch: one draw per row, or K."""
+        k = self._architecture_["latent_dim"]
+        n_draws = self._training_options()["iwae_samples"]
+        return (n_rows, k) if n_draws == 1 else (n_draws, n_rows, k)
 
     def _warmup_beta(self, objective, epoch):
         opts = self._training_options()
@@ -340,8 +365,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         n_full, rest = divmod(n, batch_size)
         sizes = [batch_size] * n_full + ([rest] if rest else [])
         x_buf = {s: np.empty((s, Xs.shape[1]), dtype=dtype) for s in set(sizes)}
-        eps_buf = {s: np.empty((s, arch.latent_dim), dtype=dtype) for s in set(sizes)}
-        n_epochs = 1 if incremental else self.max_iter
+        eps_buf = {s: np.empty(self._noise_shape(s), dtype=dtype) for s in set(sizes)}
+        n_epochs = 1 if incremental else self._epochs(Xs.shape[0])
         start = time.perf_counter()
         stopped_early = False
         best_params = None
@@ -397,7 +422,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             theta[:] = best_params
         if not incremental and not stopped_early:
             warnings.warn(
-                f"Stochastic optimizer: maximum iterations ({self.max_iter}) "
+                f"Stochastic optimizer: maximum iterations ({n_epochs}) "
                 "reached and the optimization hasn't converged yet.",
                 ConvergenceWarning,
                 stacklevel=3,
@@ -442,13 +467,13 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return improved
 
     def _fit_lbfgs(self, Xs, gen):
-        arch = self._architecture()
         objective = self._objective()
         objective.beta = self._training_options()["beta"]
         # one draw of the noise, held fixed: the objective is deterministic,
         # as a quasi-Newton line search needs
-        eps = gen.standard_normal((Xs.shape[0], arch.latent_dim), dtype=Xs.dtype)
+        eps = gen.standard_normal(self._noise_shape(Xs.shape[0]), dtype=Xs.dtype)
         start = time.perf_counter()
+        max_iter = self._epochs(Xs.shape[0])
         last = {}
 
         def fun(theta):
@@ -466,13 +491,13 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 self._print_progress(time.perf_counter() - start, None)
 
         result = minimize_lbfgs(
-            fun, self.params_, self.max_iter, self.tol, callback=on_iteration
+            fun, self.params_, max_iter, self.tol, callback=on_iteration
         )
         if not np.all(np.isfinite(self.params_)):
             self._diverged(np.nan)
         if result.status == 1:
             warnings.warn(
-                f"lbfgs failed to converge after {self.max_iter} iterations "
+                f"lbfgs failed to converge after {max_iter} iterations "
                 f"(status={result.status}): {result.message}. Increase max_iter.",
                 ConvergenceWarning,
                 stacklevel=3,

@@ -254,20 +254,34 @@ class Objective:
     free_bits : float, default=0.0
         Nats per latent dimension under which the batch-mean KL of that
         dimension is not penalised (Kingma et al., 2016).
+    trim_fraction : float, default=0.0
+        Share of the rows of each batch, those with the highest loss, left
+        out of the loss and its gradient (a trimmed mean). It makes training
+        robust to outliers in the data: they stop pulling the model towards
+        themselves.
+
+    Notes
+    -----
+    With ``eps`` of shape ``(K, n_rows, latent_dim)`` the VAE loss is the
+    importance-weighted bound of Burda et al. (2016) with K samples,
+    ``-log (1/K) sum_k p(x | z_k) p(z_k)^beta / q(z_k | x)^beta``, which is
+    the negative ELBO for K = 1 and tighter for larger K.
 
     Attributes
     ----------
     parts : tuple of float
         ``(reconstruction, kl)`` of the last call: mean negative
-        log-likelihood (or squared error) and mean KL per row, without
-        ``beta``, free bits or the penalty.
+        log-likelihood (or squared error) and mean closed-form KL per row
+        (over the rows kept by the trimming), without ``beta``, free bits or
+        the penalty.
     """
 
-    def __init__(self, arch, beta=1.0, alpha=0.0, free_bits=0.0):
+    def __init__(self, arch, beta=1.0, alpha=0.0, free_bits=0.0, trim_fraction=0.0):
         self.arch = arch
         self.beta = beta
         self.alpha = alpha
         self.free_bits = free_bits
+        self.trim_fraction = trim_fraction
         self.parts = (np.nan, np.nan)
         self._buffers = {}
         self._grad = None
@@ -281,6 +295,21 @@ class Objective:
             bufs = self._buffers[key] = _Buffers(self.arch, n, dtype)
         return bufs
 
+    def _row_weights(self, row_loss, dtype):
+        """Weights that average the loss over the rows kept by the trimming.
+
+        A scalar ``1 / n`` without trimming, else a column with ``1 / m`` on
+        the ``m`` rows of lowest loss and 0 on the others.
+        """
+        n = row_loss.shape[0]
+        n_drop = int(self.trim_fraction * n)
+        if n_drop == 0:
+            return dtype(1.0 / n)
+        keep = np.argpartition(row_loss, n - n_drop - 1)[: n - n_drop]
+        weights = np.zeros((n, 1), dtype=row_loss.dtype)
+        weights[keep] = 1.0 / (n - n_drop)
+        return weights
+
     def __call__(self, theta, X, eps=None, need_grad=True):
         """Loss (a Python float) and gradient (an array like ``theta``, or None).
 
@@ -290,11 +319,15 @@ class Objective:
             Flat parameters, in the dtype of ``X``.
         X : ndarray of shape (n_rows, n_features)
             A batch of rows.
-        eps : ndarray of shape (n_rows, latent_dim) or None
-            Standard normal noise for the reparameterisation (VAE only).
+        eps : ndarray of shape (n_rows, latent_dim) or (K, n_rows, latent_dim)
+            Standard normal noise for the reparameterisation (VAE only); with
+            a leading axis of K draws the loss is the importance-weighted
+            bound.
         need_grad : bool, default=True
             Whether to compute the gradient.
         """
+        if self.arch.is_vae and eps.ndim == 3:
+            return self._iwae(theta, X, eps, need_grad)
         arch = self.arch
         n = X.shape[0]
         dtype = X.dtype.type
@@ -302,19 +335,15 @@ class Objective:
         enc, dec = arch.encoder(theta), arch.decoder(theta)
         H = forward(enc, X, arch.activation, bufs.enc_acts)
         if arch.is_vae:
-            k = arch.latent_dim
-            mu = H[:, :k]
-            log_var = np.clip(H[:, k:], -LOG_VAR_BOUND, LOG_VAR_BOUND, out=bufs.log_var)
-            std = np.exp(np.multiply(log_var, dtype(0.5), out=bufs.std), out=bufs.std)
+            mu, log_var, std = self._posterior(H, bufs, dtype)
             z = np.multiply(std, eps, out=bufs.z)
             z += mu
         else:
             z = H
         dec_out = forward(dec, z, arch.activation, bufs.dec_acts)
         nll, d_out, d_raw = arch.neg_log_lik(theta, X, dec_out, need_grad)
-        recon = float(np.mean(nll))
-        loss = recon
-        kl = 0.0
+        kl_el = None
+        row_loss = nll
         if arch.is_vae:
             # element-wise KL: (mu^2 + exp(log_var) - log_var - 1) / 2
             var = np.multiply(std, std, out=bufs.kl)
@@ -323,7 +352,14 @@ class Objective:
             kl_el -= log_var
             kl_el -= 1
             kl_el *= dtype(0.5)
-            kl_dim = np.mean(kl_el, axis=0)
+            if self.trim_fraction:
+                row_loss = nll + self.beta * np.sum(kl_el, axis=1)
+        weights = self._row_weights(row_loss, dtype)
+        recon = float(_weighted_mean(nll, weights))
+        loss = recon
+        kl = 0.0
+        if arch.is_vae:
+            kl_dim = _weighted_mean(kl_el, weights)
             kl = float(np.sum(kl_dim))
             active = kl_dim > self.free_bits
             loss += self.beta * float(
@@ -336,8 +372,7 @@ class Objective:
             return loss, None
 
         grad = self._grad_buffer(theta)
-        scale = dtype(1.0 / n)
-        d_out = self._output_grad(theta, grad, bufs, d_out, d_raw, scale)
+        d_out = self._output_grad(theta, grad, bufs, d_out, d_raw, weights)
         d_z = backward(
             dec,
             z,
@@ -353,7 +388,7 @@ class Objective:
             k = arch.latent_dim
             d_mu = bufs.d_enc[:, :k]
             d_lv = bufs.d_enc[:, k:]
-            coef = dtype(self.beta / n) * active.astype(X.dtype)
+            coef = dtype(self.beta) * active.astype(X.dtype) * weights
             # d/d mu: decoder path + beta * mu / n
             np.multiply(mu, coef, out=d_mu)
             d_mu += d_z
@@ -364,11 +399,28 @@ class Objective:
             d_z *= std
             d_z *= dtype(0.5)
             d_lv += d_z
-            # no gradient through the clip
-            d_lv *= np.abs(H[:, k:]) < LOG_VAR_BOUND
+            self._clip_grad(H, d_lv)
             d_enc = bufs.d_enc
         else:
             d_enc = d_z
+        self._finish_grad(theta, X, grad, bufs, d_enc)
+        return loss, grad
+
+    def _posterior(self, H, bufs, dtype):
+        """Mean, clipped log-variance and standard deviation of q(z | x)."""
+        k = self.arch.latent_dim
+        log_var = np.clip(H[:, k:], -LOG_VAR_BOUND, LOG_VAR_BOUND, out=bufs.log_var)
+        std = np.exp(np.multiply(log_var, dtype(0.5), out=bufs.std), out=bufs.std)
+        return H[:, :k], log_var, std
+
+    def _clip_grad(self, H, d_lv):
+        # no gradient through the clip of the log-variance
+        d_lv *= np.abs(H[:, self.arch.latent_dim :]) < LOG_VAR_BOUND
+
+    def _finish_grad(self, theta, X, grad, bufs, d_enc):
+        """Back-propagate through the encoder and add the L2 penalty."""
+        arch = self.arch
+        enc = arch.encoder(theta)
         backward(
             enc,
             X,
@@ -381,11 +433,78 @@ class Objective:
             False,
         )
         if self.alpha:
-            c = dtype(self.alpha / n)
-            for (W, _), (gW, _) in zip(
-                enc + dec, arch.encoder(grad) + arch.decoder(grad)
-            ):
+            c = X.dtype.type(self.alpha / X.shape[0])
+            layers = enc + arch.decoder(theta)
+            grads = arch.encoder(grad) + arch.decoder(grad)
+            for (W, _), (gW, _) in zip(layers, grads):
                 gW += c * W
+
+    def _iwae(self, theta, X, eps, need_grad):
+        """Importance-weighted bound with ``K = eps.shape[0]`` draws per row."""
+        arch = self.arch
+        n_draws, n = eps.shape[:2]
+        k = arch.latent_dim
+        dtype = X.dtype.type
+        bufs = self._bufs(n, X.dtype)
+        dec_bufs = self._bufs(n_draws * n, X.dtype)
+        enc, dec = arch.encoder(theta), arch.decoder(theta)
+        H = forward(enc, X, arch.activation, bufs.enc_acts)
+        mu, log_var, std = self._posterior(H, bufs, dtype)
+        Z = (mu + std * eps).reshape(n_draws * n, k)
+        dec_out = forward(dec, Z, arch.activation, dec_bufs.dec_acts)
+        X_rep = np.broadcast_to(X, (n_draws, *X.shape)).reshape(n_draws * n, -1)
+        nll, d_out, d_raw = arch.neg_log_lik(theta, X_rep, dec_out, need_grad)
+        nll = nll.reshape(n_draws, n)
+        beta = dtype(self.beta)
+        # log w = log p(x|z) + beta (log p(z) - log q(z|x)); 2 pi terms cancel
+        prior_term = 0.5 * (
+            np.sum(eps * eps, axis=2) - np.sum(Z.reshape(eps.shape) ** 2, axis=2)
+        ) + 0.5 * np.sum(log_var, axis=1)
+        log_w = -nll + beta * prior_term
+        log_px = logsumexp(log_w, axis=0) - np.log(n_draws)
+        weights = self._row_weights(-log_px, dtype)
+        loss = -float(_weighted_mean(log_px, weights))
+        kl_el = 0.5 * (mu * mu + std * std - log_var - 1)
+        self.parts = (
+            float(_weighted_mean(np.mean(nll, axis=0), weights)),
+            float(np.sum(_weighted_mean(kl_el, weights))),
+        )
+        if self.alpha:
+            loss += 0.5 * self.alpha * weight_sq_norm(enc + dec) / n
+        if not need_grad:
+            return loss, None
+        # d loss / d(-log w_kn) = row weight * softmax over the K draws
+        alpha_w = np.exp(log_w - logsumexp(log_w, axis=0))
+        g = (alpha_w * np.reshape(weights, (1, -1) if np.ndim(weights) else ())).astype(
+            X.dtype
+        )
+        grad = self._grad_buffer(theta)
+        d_out = self._output_grad(
+            theta, grad, dec_bufs, d_out, d_raw, g.reshape(n_draws * n, 1)
+        )
+        d_z = backward(
+            dec,
+            Z,
+            dec_bufs.dec_acts,
+            d_out,
+            arch.activation,
+            arch.decoder(grad),
+            dec_bufs.dec_deltas,
+            dec_bufs.dec_tmps,
+            True,
+        ).reshape(eps.shape)
+        g3 = g[:, :, None]
+        # prior term: d(beta/2 |z|^2)/dz = beta z
+        d_z += beta * g3 * Z.reshape(eps.shape)
+        d_mu = bufs.d_enc[:, :k]
+        d_lv = bufs.d_enc[:, k:]
+        d_mu[:] = np.sum(d_z, axis=0)
+        # z = mu + std eps, and -beta/2 log_var directly from log q
+        d_lv[:] = 0.5 * std * np.sum(d_z * eps, axis=0) - 0.5 * beta * np.sum(
+            g3, axis=0
+        )
+        self._clip_grad(H, d_lv)
+        self._finish_grad(theta, X, grad, bufs, bufs.d_enc)
         return loss, grad
 
     def _grad_buffer(self, theta):
@@ -397,21 +516,32 @@ class Objective:
             self._grad = np.empty_like(theta)
         return self._grad
 
-    def _output_grad(self, theta, grad, bufs, d_mean, d_raw, scale):
-        """Gradient of the mean loss at the decoder output; fills the
-        likelihood parameters' part of ``grad`` on the way."""
-        d_mean *= scale
+    def _output_grad(self, theta, grad, bufs, d_mean, d_raw, weights):
+        """Gradient of the mean loss at the decoder output.
+
+        ``weights`` is the scalar ``1 / n`` or a column of per-row weights.
+        Fills the likelihood parameters' part of ``grad`` on the way.
+        """
+        d_mean *= weights
         if d_raw is None:
             return d_mean
         arch = self.arch
+        d_raw *= weights
         if arch.decoder_variance == "row":
             # the variance head is the second half of the decoder output
             d = arch.n_features
             d_out = bufs.d_out
             d_out[:, :d] = d_mean
-            np.multiply(d_raw, scale, out=d_out[:, d:])
+            d_out[:, d:] = d_raw
             return d_out
         g = arch.likelihood_params(grad)
-        per_feature = np.sum(d_raw, axis=0) * scale
+        per_feature = np.sum(d_raw, axis=0)
         g[:] = per_feature if g.size == per_feature.size else np.sum(per_feature)
         return d_mean
+
+
+def _weighted_mean(values, weights):
+    """Mean over rows (axis 0) with a scalar ``1 / n`` or a column of weights."""
+    if np.ndim(weights) == 0:
+        return np.mean(values, axis=0)
+    return np.sum(values * weights.reshape((-1,) + (1,) * (values.ndim - 1)), axis=0)

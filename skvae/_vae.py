@@ -20,6 +20,7 @@ class BaseVAE(BaseAutoencoder):
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
         "kl_warmup": [Interval(Integral, 0, None, closed="left")],
         "free_bits": [Interval(Real, 0, None, closed="left")],
+        "iwae_samples": [Interval(Integral, 1, None, closed="left")],
     }
 
     def _likelihood(self):
@@ -30,6 +31,8 @@ class BaseVAE(BaseAutoencoder):
             "beta": float(self.beta),
             "free_bits": float(self.free_bits),
             "kl_warmup": int(self.kl_warmup),
+            "iwae_samples": int(self.iwae_samples),
+            "trim_fraction": float(getattr(self, "trim_fraction", 0.0)),
         }
 
     def _score_noise(self, n_draws, dtype):
@@ -168,6 +171,10 @@ _SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
     free_bits : float, default=0.0
         Nats per latent dimension (batch mean) under which the KL term is
         not penalised, against posterior collapse.
+    iwae_samples : int, default=1
+        Draws per row in the training objective. 1 trains on the ELBO; K > 1
+        on the importance-weighted bound (Burda et al., 2016), tighter but
+        K times the decoder's cost.
     standardize : bool, default=True
         Centre and scale each feature inside the model (Gaussian likelihood
         only). Scores are converted back, so they are log-densities of the
@@ -291,6 +298,7 @@ class VAETransformer(BaseVAE):
         n_importance_samples=10,
         kl_warmup=0,
         free_bits=0.0,
+        iwae_samples=1,
         standardize=True,
         random_state=None,
         verbose=False,
@@ -314,6 +322,7 @@ class VAETransformer(BaseVAE):
         self.n_importance_samples = n_importance_samples
         self.kl_warmup = kl_warmup
         self.free_bits = free_bits
+        self.iwae_samples = iwae_samples
         self.standardize = standardize
         self.random_state = random_state
         self.verbose = verbose

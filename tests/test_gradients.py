@@ -143,39 +143,47 @@ def test_squared_error_gradient():
     _assert_grad_close(d.ravel(), _numeric_grad(f, R.ravel()))
 
 
-OBJECTIVE_CASES = [
-    # (likelihood, decoder_variance, activation, hidden, beta, alpha, free_bits)
-    ("squared_error", "feature", "tanh", (5,), 1.0, 0.0, 0.0),
-    ("squared_error", "feature", "relu", (5, 4), 1.0, 0.3, 0.0),
-    ("gaussian", "feature", "tanh", (5,), 1.0, 0.0, 0.0),
-    ("gaussian", "shared", "logistic", (5,), 0.5, 0.0, 0.0),
-    ("gaussian", "row", "tanh", (5, 4), 2.0, 0.0, 0.0),
-    ("gaussian", "feature", "identity", (), 1.0, 0.1, 0.0),
-    ("bernoulli", "feature", "relu", (6,), 1.0, 0.0, 0.0),
-    ("gaussian", "feature", "tanh", (5,), 1.0, 0.0, 0.05),  # free bits
-    ("bernoulli", "feature", "tanh", (5,), 0.0, 0.2, 0.0),  # beta = 0
-]
+OBJECTIVE_CASES = {
+    # likelihood, decoder_variance, activation, hidden, and Objective options
+    "ae-tanh": ("squared_error", "feature", "tanh", (5,), {}),
+    "ae-relu-l2": ("squared_error", "feature", "relu", (5, 4), {"alpha": 0.3}),
+    "gauss-feature": ("gaussian", "feature", "tanh", (5,), {}),
+    "gauss-shared": ("gaussian", "shared", "logistic", (5,), {"beta": 0.5}),
+    "gauss-row": ("gaussian", "row", "tanh", (5, 4), {"beta": 2.0}),
+    "linear-l2": ("gaussian", "feature", "identity", (), {"alpha": 0.1}),
+    "bernoulli": ("bernoulli", "feature", "relu", (6,), {}),
+    "free-bits": ("gaussian", "feature", "tanh", (5,), {"free_bits": 0.05}),
+    "beta-0": ("bernoulli", "feature", "tanh", (5,), {"beta": 0.0, "alpha": 0.2}),
+    "trimmed": ("gaussian", "feature", "tanh", (5,), {"trim_fraction": 0.25}),
+    "ae-trimmed": ("squared_error", "feature", "tanh", (5,), {"trim_fraction": 0.3}),
+    "iwae": ("gaussian", "feature", "tanh", (5,), {"n_draws": 3}),
+    "iwae-row-beta": ("gaussian", "row", "relu", (5,), {"n_draws": 4, "beta": 0.5}),
+    "iwae-trim-l2": (
+        "bernoulli",
+        "feature",
+        "tanh",
+        (5,),
+        {"n_draws": 2, "trim_fraction": 0.25, "alpha": 0.1},
+    ),
+}
 
 
-@pytest.mark.parametrize(
-    "likelihood, variance, activation, hidden, beta, alpha, free_bits",
-    OBJECTIVE_CASES,
-)
-def test_objective_gradient_matches_finite_differences(
-    likelihood, variance, activation, hidden, beta, alpha, free_bits
-):
+@pytest.mark.parametrize("case", sorted(OBJECTIVE_CASES))
+def test_objective_gradient_matches_finite_differences(case):
+    likelihood, variance, activation, hidden, options = OBJECTIVE_CASES[case]
+    options = dict(options)
+    n_draws = options.pop("n_draws", None)
     rng = np.random.default_rng(6)
     n, d, k = 8, 4, 2
-    X = (
-        rng.uniform(size=(n, d))
-        if likelihood == "bernoulli"
-        else rng.normal(size=(n, d))
-    )
+    if likelihood == "bernoulli":
+        X = rng.uniform(size=(n, d))
+    else:
+        X = rng.normal(size=(n, d))
     arch = Architecture(d, k, hidden, activation, likelihood, variance, 1e-2)
     theta = arch.init_params(rng, np.float64)
     theta += 0.1 * rng.normal(size=theta.shape)  # move off the symmetric start
-    eps = rng.normal(size=(n, k))
-    obj = Objective(arch, beta=beta, alpha=alpha, free_bits=free_bits)
+    eps = rng.normal(size=(n, k) if n_draws is None else (n_draws, n, k))
+    obj = Objective(arch, **options)
     loss, grad = obj(theta, X, eps)
     grad = grad.copy()
 
@@ -184,3 +192,58 @@ def test_objective_gradient_matches_finite_differences(
 
     assert loss == pytest.approx(f(theta))
     _assert_grad_close(grad, _numeric_grad(f, theta), rtol=1e-4, atol=1e-6)
+
+
+def test_iwae_loss_matches_a_direct_computation():
+    from scipy.special import logsumexp
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(6, 3))
+    arch = Architecture(3, 2, (4,), "tanh", "gaussian")
+    theta = arch.init_params(rng, np.float64)
+    eps = rng.normal(size=(5, 6, 2))
+    loss, _ = Objective(arch)(theta, X, eps)
+
+    mu, log_var = arch.encode(theta, X)
+    std = np.exp(log_var / 2)
+    var = np.logaddexp(0, arch.likelihood_params(theta)) + arch.variance_floor
+    log_w = []
+    for e in eps:
+        z = mu + std * e
+        mean = arch.decode_mean(theta, z)
+        log_w.append(
+            norm.logpdf(X, mean, np.sqrt(var)).sum(axis=1)
+            + norm.logpdf(z).sum(axis=1)
+            - norm.logpdf(z, mu, std).sum(axis=1)
+        )
+    expected = -np.mean(logsumexp(log_w, axis=0) - np.log(len(eps)))
+    assert loss == pytest.approx(expected, rel=1e-10)
+    # and the estimator's score uses the same estimate
+    np.testing.assert_allclose(
+        arch.log_likelihood(theta, X, eps[:, 0, :]),
+        logsumexp(
+            [
+                norm.logpdf(X, arch.decode_mean(theta, mu + std * e), np.sqrt(var)).sum(
+                    1
+                )
+                + norm.logpdf(mu + std * e).sum(1)
+                - norm.logpdf(mu + std * e, mu, std).sum(1)
+                for e in eps[:, 0, :]
+            ],
+            axis=0,
+        )
+        - np.log(len(eps)),
+        rtol=1e-10,
+    )
+
+
+def test_trimming_ignores_the_worst_rows():
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(10, 3))
+    X[:2] += 50.0  # two rows far from the rest
+    arch = Architecture(3, 2, (4,), "tanh", "squared_error")
+    theta = arch.init_params(rng, np.float64)
+    trimmed, _ = Objective(arch, trim_fraction=0.2)(theta, X)
+    clean, _ = Objective(arch)(theta, X[2:])
+    assert trimmed == pytest.approx(clean)
