@@ -1,7 +1,7 @@
 """
-=======================================================
+========================================================
 Compression: reconstruction error against ``latent_dim``
-=======================================================
+========================================================
 
 How many numbers does it take to describe an 8x8 image of a digit? We
 compress the scikit-learn digits into ``latent_dim`` numbers with an

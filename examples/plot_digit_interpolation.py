@@ -1,7 +1,7 @@
 """
-==========================================
+============================================
 Interpolating between digits in latent space
-==========================================
+============================================
 
 Blend two images pixel by pixel and you get a double exposure: one digit
 fading out while the other fades in. Blend their *codes* and decode, and every

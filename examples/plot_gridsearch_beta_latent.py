@@ -1,7 +1,7 @@
 """
-===================================================
+======================================================
 Choosing ``beta`` and ``latent_dim`` with GridSearchCV
-===================================================
+======================================================
 
 :meth:`skvae.VAETransformer.score` returns the mean log-likelihood of the rows
 (an importance-weighted estimate of :math:`\\log p(x)`, in nats per row), so

@@ -1,7 +1,7 @@
 """
-=====================================
+=================================
 Synthetic tabular data from a VAE
-=====================================
+=================================
 
 A fitted :class:`~skvae.VAETransformer` is a generative model:
 :meth:`~skvae.VAETransformer.sample` draws codes from the prior

@@ -1,7 +1,7 @@
 """
-====================================================
+===================================================
 A variational autoencoder on four Gaussian clusters
-====================================================
+===================================================
 
 A :class:`~skvae.VAETransformer` with a 2-D latent space, fitted to four
 Gaussian clusters centred at :math:`(\\pm 2, \\pm 2)`. The figure walks through
