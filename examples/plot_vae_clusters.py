@@ -154,10 +154,10 @@ plt.show()
 # :ref:`sphx_glr_auto_examples_plot_gridsearch_beta_latent.py` for choosing
 # ``beta``.
 #
-# The curves are in nats per row of the *standardised* data (the model
-# standardises each feature internally), which is why the reconstruction term
-# can go below zero: a density can exceed 1. ``score`` converts back to the
-# units of ``X``.
+# The curves are in nats per row of ``X``, like ``-score``. The final total
+# (the negative ELBO) stays above ``-score`` (compare the two numbers printed
+# above): ``score`` uses the tighter importance-weighted estimate of the
+# log-likelihood, not the ELBO.
 #
 # The decoded grid is where the VAE differs from a plain autoencoder: the
 # whole prior maps somewhere near the data, so ``sample`` draws look like the
