@@ -15,6 +15,8 @@ feature and send the likelihood to infinity.
 import numpy as np
 from scipy.special import expit
 
+from ._network import ones
+
 LOG_2PI = float(np.log(2.0 * np.pi))
 
 #: Decoder-variance modes of the Gaussian likelihood: one learned value per
@@ -69,12 +71,17 @@ def gaussian_nll(X, mean, raw_var, floor, need_grad=True):
     diff = np.subtract(mean, X)
     d_mean = np.multiply(diff, inv_var)  # (m - x) / v
     sq = np.multiply(diff, d_mean)  # (m - x)^2 / v
+    n_features = X.shape[1]
     log_var = np.log(var)
-    nll = 0.5 * (np.sum(sq, axis=1) + dtype(X.shape[1] * LOG_2PI))
     if log_var.ndim == 2:
-        nll += 0.5 * np.sum(log_var, axis=1)
+        sq_log = np.add(sq, log_var)
+        nll = np.matmul(sq_log, ones(n_features, X.dtype))
     else:
-        nll += dtype(0.5 * np.sum(np.broadcast_to(log_var, X.shape[1:])))
+        const = float(np.sum(log_var)) * (n_features if log_var.size == 1 else 1)
+        nll = np.matmul(sq, ones(n_features, X.dtype))
+        nll += dtype(const)
+    nll += dtype(n_features * LOG_2PI)
+    nll *= dtype(0.5)
     if not need_grad:
         return nll, None, None
     # d nll / d v = (1 - (m - x)^2 / v) / (2 v); d v / d r = sigmoid(r)
@@ -98,9 +105,9 @@ def bernoulli_nll(X, logits, need_grad=True):
     d_logits : ndarray of shape (n_rows, n_features) or None
         ``sigmoid(l) - x``.
     """
-    nll = np.logaddexp(0.0, logits).astype(X.dtype, copy=False)
-    nll -= X * logits
-    nll = np.sum(nll, axis=1)
+    el = np.logaddexp(0.0, logits).astype(X.dtype, copy=False)
+    el -= X * logits
+    nll = np.matmul(el, ones(X.shape[1], X.dtype))
     if not need_grad:
         return nll, None
     d_logits = expit(logits).astype(X.dtype, copy=False)

@@ -35,6 +35,7 @@ from ._network import (
     forward,
     init_layers,
     n_params,
+    ones,
     unpack,
     weight_sq_norm,
 )
@@ -535,7 +536,7 @@ class Objective:
             d_out[:, d:] = d_raw
             return d_out
         g = arch.likelihood_params(grad)
-        per_feature = np.sum(d_raw, axis=0)
+        per_feature = np.matmul(ones(d_raw.shape[0], d_raw.dtype), d_raw)
         g[:] = per_feature if g.size == per_feature.size else np.sum(per_feature)
         return d_mean
 
@@ -543,5 +544,6 @@ class Objective:
 def _weighted_mean(values, weights):
     """Mean over rows (axis 0) with a scalar ``1 / n`` or a column of weights."""
     if np.ndim(weights) == 0:
-        return np.mean(values, axis=0)
-    return np.sum(values * weights.reshape((-1,) + (1,) * (values.ndim - 1)), axis=0)
+        # the mean as a matrix-vector product: faster than np.mean on a batch
+        return np.matmul(ones(values.shape[0], values.dtype), values) * weights
+    return np.matmul(weights.reshape(-1).astype(values.dtype, copy=False), values)
