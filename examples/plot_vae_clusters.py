@@ -20,9 +20,11 @@ everything the fitted model gives you:
 # Data
 # ----
 import os
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from skvae import VAETransformer
 
@@ -52,7 +54,10 @@ vae = VAETransformer(
     n_iter_no_change=max_iter,
     random_state=0,
 )
-vae.fit(X)
+with warnings.catch_warnings():
+    # running all max_iter epochs is deliberate here
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    vae.fit(X)
 Z = vae.transform(X)
 X_rec = vae.inverse_transform(Z)
 X_new = vae.sample(len(X), random_state=1)
