@@ -62,7 +62,9 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
     ----------
     offset_ : float
         Threshold on :meth:`score_samples`: ``decision_function`` is
-        ``score_samples - offset_`` and negative values are outliers.
+        ``score_samples - offset_`` and negative values are outliers. Set
+        from the training rows' scores (after ``partial_fit``, from the rows
+        of the last call, at most 10000 of them).
     {_SHARED_ATTRIBUTES}
 
     See Also
@@ -176,9 +178,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
         batches = math.ceil(n_samples / self._batch_size(n_samples))
         return int(min(max(math.ceil(_AUTO_STEPS / batches), 10), 500))
 
-    def _after_fit(self, Xs):
-        super()._after_fit(Xs)
-        X = self._unscale(Xs.copy()) if self._uses_scaling() else Xs
+    def _after_fit(self, X):
+        super()._after_fit(X)
         scores = self._log_likelihood(X, self.n_importance_samples)
         if self.contamination == "auto":
             q1, q3 = np.percentile(scores, [25, 75])

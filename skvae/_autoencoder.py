@@ -99,7 +99,8 @@ class AutoencoderTransformer(BaseAutoencoder):
     :meth:`sample` needs a density on the code space, which a deterministic
     autoencoder does not learn. It uses the Gaussian with the mean and
     covariance of the training codes (computed after ``fit``; after
-    ``partial_fit``, of the rows of the last call), decoded by the network.
+    ``partial_fit``, from the rows of the last call, at most 10000 of them),
+    decoded by the network.
     For a generative model with a likelihood, use :class:`VAETransformer`.
 
     Examples
@@ -155,20 +156,10 @@ class AutoencoderTransformer(BaseAutoencoder):
     def _likelihood(self):
         return "squared_error"
 
-    def _after_fit(self, Xs):
-        arch = self._architecture()
-        theta = self._params_for(Xs.dtype)
-        k = arch.latent_dim
-        total = np.zeros(k)
-        outer = np.zeros((k, k))
-        for sl in self._chunks(Xs.shape[0], self._widest()):
-            Z = arch.encode(theta, Xs[sl])[0].astype(np.float64)
-            total += Z.sum(axis=0)
-            outer += Z.T @ Z
-        n = Xs.shape[0]
-        mean = total / n
-        cov = outer / n - np.outer(mean, mean)
-        self.latent_mean_ = mean
+    def _after_fit(self, X):
+        Z = self._encode(X).astype(np.float64)
+        self.latent_mean_ = Z.mean(axis=0)
+        cov = np.atleast_2d(np.cov(Z, rowvar=False, bias=True))
         self.latent_covariance_ = (cov + cov.T) / 2
 
     def score_samples(self, X):
@@ -189,12 +180,11 @@ class AutoencoderTransformer(BaseAutoencoder):
         X = self._check_X(X, reset=False)
         arch = self._architecture()
         theta = self._params_for(X.dtype)
-        Xs = self._scale(X)
         out = np.empty(X.shape[0], dtype=X.dtype)
         for sl in self._chunks(X.shape[0], self._widest()):
-            code = arch.encode(theta, Xs[sl])[0]
-            recon = arch.decode_raw(theta, code)
-            out[sl] = -arch.neg_log_lik(theta, Xs[sl], recon)[0]
+            Xs = self._scale(X[sl])
+            recon = arch.decode_raw(theta, arch.encode(theta, Xs)[0])
+            out[sl] = -arch.neg_log_lik(theta, Xs, recon)[0]
         return out
 
     def sample(self, n_samples=1, random_state=None):

@@ -60,6 +60,10 @@ def _blas_limits(n_rows, arch):
 #: ``transform``, ``score_samples`` and ``sample`` whatever the input size.
 _CHUNK_ELEMENTS = 1 << 21
 
+#: partial_fit computes fitted statistics (latent moments, offset_) on at
+#: most this many rows of each call.
+_STATS_ROWS = 10_000
+
 
 class TrainingDivergedError(ValueError, ArithmeticError):
     """Raised when the training loss stops being finite.
@@ -138,7 +142,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             "trim_fraction": 0.0,
         }
 
-    def _after_fit(self, Xs):
+    def _after_fit(self, X):
         """Hook for fitted statistics that need the training rows."""
 
     # -- input handling --------------------------------------------------------
@@ -178,11 +182,14 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.input_mean_ = mean
         self.input_scale_ = scale
 
-    def _scale(self, X):
+    def _scale(self, X, out=None):
+        """Standardise rows (into ``out`` if given; ``out`` may be ``X``)."""
         if not self._uses_scaling():
-            return X
+            return X if out is None else out
         dtype = X.dtype
-        return (X - self.input_mean_.astype(dtype)) / self.input_scale_.astype(dtype)
+        out = np.subtract(X, self.input_mean_.astype(dtype), out=out)
+        out /= self.input_scale_.astype(dtype)
+        return out
 
     def _unscale(self, Xs):
         if not self._uses_scaling():
@@ -300,7 +307,6 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         elif self.params_.dtype != dtype:
             self.params_ = self.params_.astype(dtype)
             self._optimizer_state = None
-        Xs = self._scale(X)
         # a Generator for the training noise: it draws float32 natively and
         # into preallocated arrays, unlike the RandomState behind random_state
         gen = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
@@ -309,12 +315,16 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         errstate = np.errstate(over="ignore", invalid="ignore")
         if self.solver == "lbfgs":
             with _blas_limits(X.shape[0], self._architecture_), errstate:
-                self._fit_lbfgs(Xs, gen)
+                self._fit_lbfgs(X, gen)
         else:
             n_rows = self._batch_size(X.shape[0])
             with _blas_limits(n_rows, self._architecture_), errstate:
-                self._fit_adam(Xs, gen, rng, incremental)
-        self._after_fit(Xs)
+                self._fit_adam(X, gen, rng, incremental)
+        if incremental and X.shape[0] > _STATS_ROWS:
+            # fitted statistics from a subsample keep partial_fit's cost per
+            # call close to one epoch
+            X = X[np.sort(gen.choice(X.shape[0], _STATS_ROWS, replace=False))]
+        self._after_fit(X)
         return self
 
     def _objective(self):
@@ -338,17 +348,18 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         if opts["kl_warmup"]:
             objective.beta = opts["beta"] * min(1.0, (epoch + 1) / opts["kl_warmup"])
 
-    def _fit_adam(self, Xs, gen, rng, incremental):
+    def _fit_adam(self, X, gen, rng, incremental):
         arch = self._architecture()
         objective = self._objective()
         theta = self.params_
-        dtype = Xs.dtype
+        dtype = X.dtype
         early_stopping = self.early_stopping and not incremental
         X_val = None
         if early_stopping:
-            Xs, X_val = train_test_split(
-                Xs, test_size=self.validation_fraction, random_state=rng
+            X, X_val = train_test_split(
+                X, test_size=self.validation_fraction, random_state=rng
             )
+            X_val = self._scale(X_val)
             if X_val.shape[0] < 2:
                 raise ValueError(
                     "early_stopping needs at least 2 validation rows: raise "
@@ -357,16 +368,16 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             eps_val = gen.standard_normal(
                 (X_val.shape[0], arch.latent_dim), dtype=dtype
             )
-        n = Xs.shape[0]
+        n = X.shape[0]
         batch_size = self._batch_size(n)
         optimizer = Adam(theta, self.learning_rate_init, state=self._optimizer_state)
         # per-batch work arrays, allocated once: the rows of a batch are
         # gathered into them with np.take, and the noise drawn into them
         n_full, rest = divmod(n, batch_size)
         sizes = [batch_size] * n_full + ([rest] if rest else [])
-        x_buf = {s: np.empty((s, Xs.shape[1]), dtype=dtype) for s in set(sizes)}
+        x_buf = {s: np.empty((s, X.shape[1]), dtype=dtype) for s in set(sizes)}
         eps_buf = {s: np.empty(self._noise_shape(s), dtype=dtype) for s in set(sizes)}
-        n_epochs = 1 if incremental else self._epochs(Xs.shape[0])
+        n_epochs = 1 if incremental else self._epochs(X.shape[0])
         start = time.perf_counter()
         stopped_early = False
         best_params = None
@@ -376,7 +387,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             total = recon = kl = 0.0
             begin = 0
             for size in sizes:
-                xb = np.take(Xs, perm[begin : begin + size], axis=0, out=x_buf[size])
+                # gather and standardise the batch in its own buffer: the
+                # data are never copied whole
+                xb = np.take(X, perm[begin : begin + size], axis=0, out=x_buf[size])
+                self._scale(xb, out=xb)
                 begin += size
                 eb = eps_buf[size]
                 if arch.is_vae:
@@ -466,7 +480,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             self.best_loss_ = loss
         return improved
 
-    def _fit_lbfgs(self, Xs, gen):
+    def _fit_lbfgs(self, X, gen):
+        Xs = self._scale(X)
         objective = self._objective()
         objective.beta = self._training_options()["beta"]
         # one draw of the noise, held fixed: the objective is deterministic,
@@ -541,10 +556,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """Scaled rows -> code (AE) or posterior mean (VAE), in chunks."""
         arch = self._architecture()
         theta = self._params_for(X.dtype)
-        Xs = self._scale(X)
         out = np.empty((X.shape[0], arch.latent_dim), dtype=X.dtype)
         for sl in self._chunks(X.shape[0], self._widest()):
-            out[sl] = arch.encode(theta, Xs[sl])[0]
+            out[sl] = arch.encode(theta, self._scale(X[sl]))[0]
         return out
 
     def _decode(self, Z):

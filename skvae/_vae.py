@@ -51,10 +51,9 @@ class BaseVAE(BaseAutoencoder):
         arch = self._architecture()
         theta = self._params_for(X.dtype)
         eps = self._score_noise(n_draws, X.dtype)
-        Xs = self._scale(X)
         out = np.empty(X.shape[0], dtype=X.dtype)
         for sl in self._chunks(X.shape[0], n_draws * self._widest()):
-            out[sl] = arch.log_likelihood(theta, Xs[sl], eps)
+            out[sl] = arch.log_likelihood(theta, self._scale(X[sl]), eps)
         # densities of standardised features -> densities of the inputs
         out -= X.dtype.type(self._log_scale_sum())
         return out
@@ -108,18 +107,9 @@ class BaseVAE(BaseAutoencoder):
         )
         return self._decode(Z)
 
-    def _after_fit(self, Xs):
-        arch = self._architecture()
-        theta = self._params_for(Xs.dtype)
-        k = arch.latent_dim
-        total = np.zeros(k)
-        total_sq = np.zeros(k)
-        for sl in self._chunks(Xs.shape[0], self._widest()):
-            mu = arch.encode(theta, Xs[sl])[0].astype(np.float64)
-            total += mu.sum(axis=0)
-            total_sq += (mu * mu).sum(axis=0)
-        n = Xs.shape[0]
-        self.latent_mean_variance_ = total_sq / n - (total / n) ** 2
+    def _after_fit(self, X):
+        mu = self._encode(X).astype(np.float64)
+        self.latent_mean_variance_ = mu.var(axis=0)
         # variance above 0.01 marks an active unit (Burda et al., 2016)
         self.active_units_ = np.flatnonzero(self.latent_mean_variance_ > 0.01)
 
