@@ -117,3 +117,33 @@ def test_free_bits_keeps_kl_above_the_floor():
     kl_plain = plain.fit(X_train).kl_curve_[-1]
     kl_floor = floor.fit(X_train).kl_curve_[-1]
     assert kl_floor > kl_plain
+
+
+@pytest.fixture(scope="module")
+def dequantised_digits():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(0)
+    pixels = load_digits().data
+    X = (pixels + rng.uniform(size=pixels.shape)) / 17
+    return train_test_split(X, test_size=0.3, random_state=0)
+
+
+@pytest.mark.parametrize(
+    "decoder_variance, reference, standardize, tolerance",
+    [
+        ("feature", FactorAnalysis, True, 0.1),
+        pytest.param("shared", PCA, False, 0.05, marks=pytest.mark.slow),
+    ],
+    ids=["factor-analysis", "probabilistic-pca"],
+)
+def test_linear_vae_matches_linear_gaussian_models_on_digits(
+    dequantised_digits, decoder_variance, reference, standardize, tolerance
+):
+    X_train, X_test = dequantised_digits
+    k = 5
+    ref = reference(n_components=k).fit(X_train)
+    vae = _linear_vae(decoder_variance, standardize, k=k, n_importance_samples=1000)
+    vae.set_params(max_iter=3000, tol=1e-6).fit(X_train)
+    assert vae.score(X_test) == pytest.approx(ref.score(X_test), abs=tolerance)
