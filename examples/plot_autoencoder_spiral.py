@@ -82,9 +82,12 @@ ax.set(
 )
 
 ax = axes[0, 1]
-sc = ax.scatter(X[:, 0], X[:, 1], c=t, **scatter_kw)
-fig.colorbar(sc, ax=ax, label="position along the spiral, t")
-ax.set(title="Original points", xlabel="$x_1$", ylabel="$x_2$")
+ax.scatter(X[:, 0], X[:, 1], c=t, **scatter_kw)
+ax.set(
+    title="Original points\n(colour: position t along the spiral)",
+    xlabel="$x_1$",
+    ylabel="$x_2$",
+)
 
 ax = axes[0, 2]
 ax.scatter(X[:, 0], X[:, 1], s=6, color="0.8", label="original")
@@ -111,7 +114,7 @@ ax.scatter(
     curve[:, 0], curve[:, 1], c=code_grid, s=4, cmap="plasma", label="decoded grid"
 )
 ax.set(
-    title="Decoder curve, inverse_transform(grid)",
+    title="Decoder curve\ninverse_transform of a grid of codes",
     xlabel="$x_1$",
     ylabel="$x_2$",
 )
