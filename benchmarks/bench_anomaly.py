@@ -19,7 +19,10 @@ and every seed (default 0, 1, 2):
    ``decision_function(X_test)`` for PyOD detectors (higher = more anomalous);
 5. AUROC (``roc_auc_score``) and average precision
    (``average_precision_score``) on the test rows, plus the wall-clock seconds
-   of fit + score.
+   of fit + score and the CPU seconds of this process over the same span
+   (``cpu_seconds``: with single-threaded BLAS it is close to the wall time on
+   an idle machine, and unlike it barely changes when other jobs compete for
+   the cores).
 
 Every job (data set, seed, detector) runs with single-threaded BLAS/OpenMP
 (``threadpoolctl``); ``--n-jobs`` runs jobs in parallel processes (joblib).
@@ -87,6 +90,7 @@ CSV_COLUMNS = [
     "auroc",
     "ap",
     "seconds",
+    "cpu_seconds",
     "fit_seconds",
     "score_seconds",
     "n_iter",
@@ -281,11 +285,13 @@ def run_job(path, seed, name, kind, params):
                 test_anomaly_rate=float(y_test.mean()),
             )
             est, score_fn = make_detector(kind, seed, params)
+            c0 = time.process_time()
             t0 = time.perf_counter()
             est.fit(X_train)
             t1 = time.perf_counter()
             score = np.asarray(score_fn(est, X_test), dtype=np.float64)
             t2 = time.perf_counter()
+            c2 = time.process_time()
         n_iter = getattr(est, "n_iter_", None)
         if isinstance(n_iter, (int, np.integer)):
             row["n_iter"] = int(n_iter)
@@ -302,12 +308,14 @@ def run_job(path, seed, name, kind, params):
             fit_seconds=t1 - t0,
             score_seconds=t2 - t1,
             seconds=t2 - t0,
+            cpu_seconds=c2 - c0,
         )
     except Exception as exc:
         row.update(
             auroc=np.nan,
             ap=np.nan,
             seconds=np.nan,
+            cpu_seconds=np.nan,
             error=f"{type(exc).__name__}: {exc}",
             traceback=traceback.format_exc(),
         )
@@ -496,6 +504,7 @@ def summarize(df, detector_order, n_datasets_total, seeds):
                 "AUROC": sub["auroc"].mean(),
                 "AP": sub["ap"].mean(),
                 "median_s": runs["seconds"].median(),
+                "median_cpu_s": runs["cpu_seconds"].median(),
                 "ref_AUROC": ref[0] if ref else np.nan,
                 "ref_AP": ref[1] if ref else np.nan,
             }
