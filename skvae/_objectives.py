@@ -187,8 +187,7 @@ class Architecture:
         encoder's posterior, the estimate is
         ``log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x)`` (Burda et al., 2016).
         It is a stochastic lower bound of log p(x) in expectation, equal to the
-        ELBO for ``K = 1`` and tighter as ``K`` grows. The same ``eps`` is used
-        for every row, so a row's estimate does not depend on the other rows.
+        ELBO for ``K = 1`` and tighter as ``K`` grows.
 
         Parameters
         ----------
@@ -196,8 +195,8 @@ class Architecture:
             Flat parameters.
         X : ndarray of shape (n_rows, n_features)
             Rows (already in the model's internal scaling).
-        eps : ndarray of shape (K, latent_dim)
-            Standard normal noise.
+        eps : ndarray of shape (K, latent_dim) or (K, n_rows, latent_dim)
+            Standard normal noise, shared by all rows or one set per row.
 
         Returns
         -------
@@ -205,17 +204,19 @@ class Architecture:
         """
         n, k = X.shape[0], self.latent_dim
         n_draws = eps.shape[0]
+        if eps.ndim == 2:
+            eps = eps[:, None, :]
         mu, log_var = self.encode(theta, X)
         std = np.exp(0.5 * log_var)
         # (K, n, k) codes, decoded as one batch of K * n rows
-        Z = mu[None] + std[None] * eps[:, None, :]
+        Z = mu[None] + std[None] * eps
         dec_out = self.decode_raw(theta, Z.reshape(n_draws * n, k))
         Xrep = np.broadcast_to(X, (n_draws, *X.shape)).reshape(n_draws * n, -1)
         nll, _, _ = self.neg_log_lik(theta, Xrep, dec_out)
         log_w = -nll.reshape(n_draws, n)
         # log p(z) - log q(z | x); the 2 pi terms cancel
         log_w -= 0.5 * np.sum(Z * Z, axis=2)
-        log_w += 0.5 * np.sum(eps * eps, axis=1)[:, None]
+        log_w += 0.5 * np.sum(eps * eps, axis=2)
         log_w += 0.5 * np.sum(log_var, axis=1)[None, :]
         return logsumexp(log_w, axis=0) - np.log(n_draws)
 

@@ -7,6 +7,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseAutoencoder, check_n_samples
+from ._noise import row_keyed_normal
 
 
 class BaseVAE(BaseAutoencoder):
@@ -35,24 +36,17 @@ class BaseVAE(BaseAutoencoder):
             "trim_fraction": float(getattr(self, "trim_fraction", 0.0)),
         }
 
-    def _score_noise(self, n_draws, dtype):
-        """The importance-sampling noise, fixed for a fitted model.
-
-        It depends only on the seed drawn at fit time and on ``n_draws``, so
-        every row gets the same score in any batch and in every call.
-        """
-        gen = np.random.default_rng(self._score_seed)
-        return gen.standard_normal((n_draws, self._architecture_["latent_dim"])).astype(
-            dtype
-        )
-
     def _log_likelihood(self, X, n_draws):
         """Importance-weighted log p(x) of validated rows, in input units."""
         arch = self._architecture()
         theta = self._params_for(X.dtype)
-        eps = self._score_noise(n_draws, X.dtype)
         out = np.empty(X.shape[0], dtype=X.dtype)
         for sl in self._chunks(X.shape[0], n_draws * self._widest()):
+            # noise keyed by each row's content and the model's seed: a row
+            # gets the same score in any batch, and rows' errors are independent
+            eps = row_keyed_normal(
+                X[sl], self._score_seed, n_draws, arch.latent_dim, X.dtype
+            )
             out[sl] = arch.log_likelihood(theta, self._scale(X[sl]), eps)
         # densities of standardised features -> densities of the inputs
         out -= X.dtype.type(self._log_scale_sum())
@@ -63,9 +57,11 @@ class BaseVAE(BaseAutoencoder):
 
         ``log p(x) ~= log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x)`` with
         ``K = n_importance_samples`` draws ``z_k`` from the encoder's
-        posterior. The noise of the draws is fixed when the model is fitted,
-        so a row's score does not change between calls or with the other rows
-        in ``X``. With ``K = 1`` this is the ELBO; it tightens towards
+        posterior. The noise of the draws is a function of the row's values
+        and of a seed fixed when the model is fitted, so a row's score does
+        not change between calls or with the other rows in ``X``, while the
+        errors of different rows are independent and average out in
+        :meth:`score`. With ``K = 1`` this is the ELBO; it tightens towards
         ``log p(x)`` as ``K`` grows.
 
         Parameters
