@@ -199,7 +199,7 @@ class AutoencoderTransformer(BaseAutoencoder):
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features_in_)
+        X : ndarray of shape (n_samples, n_features)
             Generated rows in the input space (dtype of the fitted model).
         """
         check_is_fitted(self)

@@ -597,7 +597,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
         Returns
         -------
-        X_original : ndarray of shape (n_samples, n_features_in_)
+        X_original : ndarray of shape (n_samples, n_features)
             The decoder's output (mean of p(x | z) for the VAEs; for the
             Bernoulli likelihood, probabilities in [0, 1]).
         """

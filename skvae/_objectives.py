@@ -156,7 +156,8 @@ class Architecture:
             np.ascontiguousarray(dec_out[:, :d]) if dec_out.shape[1] != d else dec_out
         )
 
-    def _raw_variance(self, theta, dec_out):
+    def raw_variance(self, theta, dec_out):
+        """Unconstrained Gaussian variance parameter for decoder output ``dec_out``."""
         if self.decoder_variance == "row":
             return dec_out[:, self.n_features :]
         lik = self.likelihood_params(theta)
@@ -170,7 +171,7 @@ class Architecture:
             return gaussian_nll(
                 X,
                 mean,
-                self._raw_variance(theta, dec_out),
+                self.raw_variance(theta, dec_out),
                 self.variance_floor,
                 need_grad,
             )

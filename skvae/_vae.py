@@ -7,6 +7,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseAutoencoder, check_n_samples
+from ._likelihoods import softplus_sigmoid, variance_from_raw
 from ._noise import row_keyed_normal
 
 
@@ -79,8 +80,8 @@ class BaseVAE(BaseAutoencoder):
         X = self._check_X(X, reset=False)
         return self._log_likelihood(X, self.n_importance_samples)
 
-    def sample(self, n_samples=1, random_state=None):
-        """Generate rows by decoding draws from the prior ``N(0, I)``.
+    def sample(self, n_samples=1, random_state=None, *, noise=False):
+        """Generate rows from the model: decode draws from the prior ``N(0, I)``.
 
         Parameters
         ----------
@@ -88,20 +89,43 @@ class BaseVAE(BaseAutoencoder):
             Number of rows to generate.
         random_state : int, RandomState instance or None, default=None
             Seed of the draws; None uses the estimator's ``random_state``.
+        noise : bool, default=False
+            False returns the decoder mean for each draw z (probabilities for
+            ``likelihood="bernoulli"``). True draws x from p(x | z) itself,
+            adding the decoder's Gaussian noise (or drawing 0/1 values), which
+            gives samples of the model's full density p(x), as
+            ``GaussianMixture.sample`` does; use it for synthetic data whose
+            spread should match the real data's.
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features_in_)
-            The decoder mean for each draw, in the input space (probabilities
-            for ``likelihood="bernoulli"``), in the dtype of the fitted model.
+        X : ndarray of shape (n_samples, n_features)
+            Generated rows in the input space, in the dtype of the fitted
+            model.
         """
         check_is_fitted(self)
         n_samples = check_n_samples(n_samples)
         gen = self._sample_rng(random_state)
-        Z = gen.standard_normal(
-            (n_samples, self._architecture_["latent_dim"]), dtype=self.params_.dtype
-        )
-        return self._decode(Z)
+        arch = self._architecture()
+        dtype = self.params_.dtype
+        Z = gen.standard_normal((n_samples, arch.latent_dim), dtype=dtype)
+        if not noise:
+            return self._decode(Z)
+        theta = self.params_
+        d = arch.n_features
+        out = np.empty((n_samples, d), dtype=dtype)
+        for sl in self._chunks(n_samples, self._widest()):
+            raw = arch.decode_raw(theta, Z[sl])
+            if arch.likelihood == "bernoulli":
+                p = softplus_sigmoid(raw)[1]
+                out[sl] = gen.random(p.shape, dtype=dtype) < p
+            else:
+                var = variance_from_raw(
+                    arch.raw_variance(theta, raw), arch.variance_floor
+                )
+                draw = gen.standard_normal((raw.shape[0], d), dtype=dtype)
+                out[sl] = raw[:, :d] + np.sqrt(var) * draw
+        return self._unscale(out)
 
     def _after_fit(self, X):
         mu = self._encode(X).astype(np.float64)

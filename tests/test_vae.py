@@ -153,3 +153,24 @@ def test_linear_vae_matches_linear_gaussian_models_on_digits(
     vae = _linear_vae(decoder_variance, standardize, k=k, n_importance_samples=1000)
     vae.set_params(max_iter=3000, tol=1e-6).fit(X_train)
     assert vae.score(X_test) == pytest.approx(ref.score(X_test), abs=tolerance)
+
+
+def test_sample_with_noise_draws_from_the_full_density():
+    noise = np.full(8, 0.5)  # 8 features, 2 factors: the noise is identifiable
+    X_train, _, exact = _linear_gaussian(noise, n=2000)
+    vae = _linear_vae("feature", standardize=True).fit(X_train)
+    means = vae.sample(20000, random_state=0)
+    full = vae.sample(20000, random_state=0, noise=True)
+    # decoder means miss the observation noise; full draws match the data
+    true_var = np.diag(exact.cov)
+    np.testing.assert_allclose(full.var(axis=0), true_var, rtol=0.1)
+    np.testing.assert_allclose(full.var(axis=0) - means.var(axis=0), noise, atol=0.2)
+    np.testing.assert_allclose(full.mean(axis=0), exact.mean, atol=0.1)
+
+
+def test_bernoulli_sample_with_noise_is_binary():
+    X = (np.random.default_rng(0).uniform(size=(300, 5)) > 0.3).astype(float)
+    vae = VAETransformer(likelihood="bernoulli", max_iter=300, random_state=0).fit(X)
+    draws = vae.sample(2000, random_state=1, noise=True)
+    assert set(np.unique(draws)) <= {0.0, 1.0}
+    np.testing.assert_allclose(draws.mean(axis=0), X.mean(axis=0), atol=0.1)
