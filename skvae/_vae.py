@@ -1,8 +1,10 @@
 """Variational autoencoder."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -337,3 +339,16 @@ class VAETransformer(BaseVAE):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+
+    def _after_fit(self, X):
+        super()._after_fit(X)
+        if self.active_units_.size == 0 and self.beta > 0:
+            warnings.warn(
+                "No latent dimension is active (posterior collapse): the "
+                "decoder ignores the code, so transform is uninformative and "
+                "the model is a Gaussian with independent features. Train "
+                "longer (raise n_iter_no_change or max_iter), lower beta, or "
+                "use kl_warmup or free_bits.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )

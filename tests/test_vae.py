@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 from sklearn.decomposition import PCA, FactorAnalysis
+from sklearn.exceptions import ConvergenceWarning
 
 from skvae import VAETransformer
 
@@ -98,9 +99,11 @@ def test_active_units_detect_posterior_collapse():
         vae.latent_mean_variance_, vae.transform(X_train).var(axis=0), rtol=1e-6
     )
     np.testing.assert_array_equal(vae.active_units_, [0, 1])
-    # with a huge KL weight every unit collapses onto the prior
+    # with a huge KL weight every unit collapses onto the prior, and fit says so
     lazy = VAETransformer(beta=50.0, latent_dim=3, max_iter=40, random_state=0)
-    assert lazy.fit(X_train).active_units_.size == 0
+    with pytest.warns(ConvergenceWarning, match="posterior collapse"):
+        lazy.fit(X_train)
+    assert lazy.active_units_.size == 0
 
 
 def test_kl_warmup_ramps_beta():
