@@ -66,7 +66,6 @@ numpydoc_class_members_toctree = False
 
 html_theme = "pydata_sphinx_theme"
 html_title = f"skvae {release}"
-html_static_path = ["_static"]
 html_theme_options = {
     "navigation_depth": 2,
     "show_toc_level": 2,
