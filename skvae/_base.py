@@ -378,6 +378,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         x_buf = {s: np.empty((s, X.shape[1]), dtype=dtype) for s in set(sizes)}
         eps_buf = {s: np.empty(self._noise_shape(s), dtype=dtype) for s in set(sizes)}
         n_epochs = 1 if incremental else self._epochs(X.shape[0])
+        scaling = self._uses_scaling()
+        shift = self.input_mean_.astype(dtype)
+        inv_scale = (1.0 / self.input_scale_).astype(dtype)
         start = time.perf_counter()
         stopped_early = False
         best_params = None
@@ -390,7 +393,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 # gather and standardise the batch in its own buffer: the
                 # data are never copied whole
                 xb = np.take(X, perm[begin : begin + size], axis=0, out=x_buf[size])
-                self._scale(xb, out=xb)
+                if scaling:
+                    xb -= shift
+                    xb *= inv_scale
                 begin += size
                 eb = eps_buf[size]
                 if arch.is_vae:
