@@ -324,7 +324,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             # fitted statistics from a subsample keep partial_fit's cost per
             # call close to one epoch
             X = X[np.sort(gen.choice(X.shape[0], _STATS_ROWS, replace=False))]
-        self._after_fit(X)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._after_fit(X)
         return self
 
     def _objective(self):
@@ -545,9 +546,15 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     # -- inference ----------------------------------------------------------------
 
-    def _chunks(self, n_rows, width):
-        size = max(1, _CHUNK_ELEMENTS // max(1, width))
-        return gen_batches(n_rows, size)
+    def _chunks(self, n_rows, width, draws=1):
+        """Slices of at most ``_CHUNK_ELEMENTS / width`` rows.
+
+        While they are consumed, BLAS follows the same threading rule as in
+        training, for matrix products of ``draws`` times the chunk's rows.
+        """
+        size = max(1, _CHUNK_ELEMENTS // max(1, width * draws))
+        with _blas_limits(min(n_rows, size) * draws, self._architecture_):
+            yield from gen_batches(n_rows, size)
 
     def _widest(self):
         arch = self._architecture_

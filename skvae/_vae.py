@@ -44,7 +44,7 @@ class BaseVAE(BaseAutoencoder):
         arch = self._architecture()
         theta = self._params_for(X.dtype)
         out = np.empty(X.shape[0], dtype=X.dtype)
-        for sl in self._chunks(X.shape[0], n_draws * self._widest()):
+        for sl in self._chunks(X.shape[0], self._widest(), draws=n_draws):
             # noise keyed by each row's content and the model's seed: a row
             # gets the same score in any batch, and rows' errors are independent
             eps = row_keyed_normal(
