@@ -19,8 +19,15 @@ _AUTO_DOCS = {
     "latent_dim": """latent_dim : "auto" or int, default="auto"
         Size of the latent code; ``"auto"``: ``clip(n_features // 4, 2, 16)``.""",
     "max_iter": """max_iter : "auto" or int, default="auto"
-        Epochs. ``"auto"`` gives about 1500 Adam steps whatever the number
-        of rows (between 10 and 500 epochs).""",
+        Epochs. ``"auto"``: 50 epochs, fewer on large data so that training
+        takes at most about 2000 Adam steps (at least 10 epochs). It is a
+        fixed budget, so reaching it raises no ConvergenceWarning.""",
+    "standardize": """standardize : bool or "robust", default="robust"
+        Centre and scale each feature inside the model: ``"robust"`` uses the
+        median and the interquartile range (kept above 0.35 standard
+        deviations), so the anomalies among the training rows do not stretch
+        the scale of the normal ones; ``True`` uses mean and standard
+        deviation. Scores are converted back to log-densities of the input.""",
 }
 
 
@@ -32,8 +39,11 @@ def _detector_parameters():
     return text
 
 
-#: Adam steps that "auto" training aims for.
-_AUTO_STEPS = 1500
+#: "auto" training: at most this many epochs and about this many Adam steps
+#: (measured on the ADBench sets: 50 epochs beat ~1500 steps on small data,
+#: which overfit; the step cap bounds the cost on large data)
+_AUTO_EPOCHS = 50
+_AUTO_STEPS = 2000
 
 
 class VAEAnomalyDetector(OutlierMixin, BaseVAE):
@@ -52,10 +62,10 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
         :meth:`predict` flags that share of the training rows. ``"auto"``
         uses Tukey's lower fence on the training scores,
         ``Q1 - 1.5 * (Q3 - Q1)``, which flags only rows far below the bulk.
-    trim_fraction : float, default=0.0
+    trim_fraction : float, default=0.2
         Share of each mini-batch, the rows with the highest loss, left out of
-        the training loss. Anomalies in the training data then do not shape
-        the model, which keeps their likelihood low.
+        the training loss (a trimmed mean). Anomalies in the training data
+        then do not shape the model, which keeps their likelihood low.
     {_detector_parameters()}
 
     Attributes
@@ -109,7 +119,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
         latent_dim="auto",
         *,
         contamination="auto",
-        trim_fraction=0.0,
+        trim_fraction=0.2,
         activation="relu",
         solver="adam",
         alpha=1e-4,
@@ -127,7 +137,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
         kl_warmup=0,
         free_bits=0.0,
         iwae_samples=1,
-        standardize=True,
+        standardize="robust",
         random_state=None,
         verbose=False,
         warm_start=False,
@@ -176,7 +186,11 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
         if self.solver == "lbfgs":
             return _AUTO_STEPS
         batches = math.ceil(n_samples / self._batch_size(n_samples))
-        return int(min(max(math.ceil(_AUTO_STEPS / batches), 10), 500))
+        return int(min(max(math.ceil(_AUTO_STEPS / batches), 10), _AUTO_EPOCHS))
+
+    def _warn_at_max_iter(self):
+        # "auto" is a fixed training budget, chosen on purpose: no warning
+        return not isinstance(self.max_iter, str)
 
     def _after_fit(self, X):
         super()._after_fit(X)

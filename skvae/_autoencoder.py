@@ -26,7 +26,7 @@ class AutoencoderTransformer(BaseAutoencoder):
         Hidden-layer activation. The code layer and the output are linear.
     solver : {"adam", "lbfgs"}, default="adam"
         ``"adam"``: mini-batch Adam. ``"lbfgs"``: full-batch L-BFGS-B from
-        SciPy, often better on small data sets.
+        SciPy, which converges tightly on small data sets and linear models.
     alpha : float, default=1e-4
         L2 penalty: ``alpha / (2 n_batch) * sum(W ** 2)`` over weights.
     batch_size : int or "auto", default="auto"
@@ -45,9 +45,11 @@ class AutoencoderTransformer(BaseAutoencoder):
         score (minus the reconstruction error) and keep the best parameters.
     validation_fraction : float, default=0.1
         Share of the rows held out when ``early_stopping``.
-    standardize : bool, default=True
-        Centre and scale every feature to unit variance inside the model (the
-        statistics are learned in ``fit``). Outputs of ``inverse_transform``
+    standardize : bool or "robust", default=True
+        Centre and scale every feature inside the model (the statistics are
+        learned in ``fit``): by mean and standard deviation, or with
+        ``"robust"`` by median and interquartile range, kept above 0.35
+        standard deviations. Outputs of ``inverse_transform``
         and ``sample`` are in the original units; reconstruction errors are
         measured on the standardised features, so every feature counts alike.
     random_state : int, RandomState instance or None, default=None

@@ -102,7 +102,8 @@ def minimize_lbfgs(fun, params, max_iter, tol, callback=None):
     tol : float
         Projected-gradient tolerance (``gtol``).
     callback : callable or None
-        Called as ``callback(loss)`` after each iteration.
+        Called as ``callback(loss, x)`` after each iteration, with the
+        current float64 iterate; it may raise ``StopIteration`` to stop.
 
     Returns
     -------
@@ -115,8 +116,9 @@ def minimize_lbfgs(fun, params, max_iter, tol, callback=None):
         return loss, grad.astype(np.float64)
 
     def on_iteration(intermediate_result):
+        # the callback may raise StopIteration to end the run early
         if callback is not None:
-            callback(float(intermediate_result.fun))
+            callback(float(intermediate_result.fun), intermediate_result.x)
 
     result = minimize(
         wrapped,

@@ -147,7 +147,10 @@ _SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
     solver : {"adam", "lbfgs"}, default="adam"
         ``"adam"``: mini-batch Adam with fresh noise per step. ``"lbfgs"``:
         full-batch L-BFGS-B from SciPy with one draw of the noise held fixed,
-        so the objective is deterministic; often better on small data.
+        so the objective is deterministic. It converges tightly on linear and
+        small models, but a large network can fit that one noise draw: on
+        digits with a 256-256 network it reached 50 nats/row held out (with
+        ``early_stopping``) against 73 for Adam. Prefer Adam for deep VAEs.
     alpha : float, default=1e-4
         L2 penalty: ``alpha / (2 n_batch) * sum(W ** 2)`` over weights.
     batch_size : int or "auto", default="auto"
@@ -162,8 +165,9 @@ _SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
     n_iter_no_change : int, default=10
         Patience of that rule, in epochs.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the rows, stop on their ELBO and
-        keep the best parameters.
+        Hold out ``validation_fraction`` of the rows, stop when their ELBO
+        has not improved by ``tol`` for ``n_iter_no_change`` epochs (or L-BFGS
+        iterations) and keep the best parameters.
     validation_fraction : float, default=0.1
         Share of the rows held out when ``early_stopping``.
     beta : float, default=1.0
@@ -187,10 +191,13 @@ _SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
         Draws per row in the training objective. 1 trains on the ELBO; K > 1
         on the importance-weighted bound (Burda et al., 2016), tighter but
         K times the decoder's cost.
-    standardize : bool, default=True
+    standardize : bool or "robust", default=True
         Centre and scale each feature inside the model (Gaussian likelihood
-        only). Scores are converted back, so they are log-densities of the
-        original data.
+        only): by mean and standard deviation, or with ``"robust"`` by median
+        and interquartile range, kept above 0.35 standard deviations
+        (outliers in the training rows then stretch the scale of the rest
+        less). Scores are converted back, so they
+        are log-densities of the original data.
     random_state : int, RandomState instance or None, default=None
         Controls initialisation, shuffling, the training noise and the
         importance-sampling noise. An int gives bit-identical results on the

@@ -295,3 +295,35 @@ def test_bernoulli_likelihood_outputs_probabilities():
     R = est.inverse_transform(est.transform(X))
     assert R.min() >= 0 and R.max() <= 1
     assert np.all(np.isfinite(est.score_samples(X)))
+
+
+@pytest.mark.parametrize("Est", ALL)
+def test_lbfgs_early_stopping_keeps_the_best_validated_iterate(Est, iris):
+    X = np.repeat(iris[0], 2, axis=0)
+    est = Est(
+        solver="lbfgs",
+        early_stopping=True,
+        n_iter_no_change=3,
+        max_iter=300,
+        random_state=0,
+    ).fit(X)
+    assert len(est.validation_scores_) == est.n_iter_
+    assert est.best_validation_score_ == max(est.validation_scores_)
+    # the kept parameters are the best validated ones, not the last
+    best = int(np.argmax(est.validation_scores_))
+    assert est.n_iter_ - 1 - best <= est.n_iter_no_change + 1
+
+
+@pytest.mark.parametrize("Est", ALL)
+def test_robust_standardisation_uses_median_and_iqr(Est):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    X[:8] += 6.0  # a few outlying rows shift the mean, not the median
+    X[:, 2] = rng.exponential(size=400) * (rng.uniform(size=400) < 0.1)  # sparse
+    est = Est(standardize="robust", max_iter=3, random_state=0).fit(X)
+    np.testing.assert_allclose(est.input_mean_, np.median(X, axis=0))
+    q1, q3 = np.percentile(X, [25, 75], axis=0)
+    expected = np.maximum((q3 - q1) / 1.349, 0.35 * X.std(axis=0))
+    np.testing.assert_allclose(est.input_scale_, expected)
+    # the sparse column's IQR is 0: its scale falls back on the std share
+    assert est.input_scale_[2] == pytest.approx(0.35 * X[:, 2].std())
