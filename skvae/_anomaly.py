@@ -74,7 +74,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
         Threshold on :meth:`score_samples`: ``decision_function`` is
         ``score_samples - offset_`` and negative values are outliers. Set
         from the training rows' scores (after ``partial_fit``, from the rows
-        of the last call, at most 10000 of them).
+        of the last call, at most 4096 of them).
     {_SHARED_ATTRIBUTES}
 
     See Also

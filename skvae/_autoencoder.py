@@ -101,7 +101,7 @@ class AutoencoderTransformer(BaseAutoencoder):
     :meth:`sample` needs a density on the code space, which a deterministic
     autoencoder does not learn. It uses the Gaussian with the mean and
     covariance of the training codes (computed after ``fit``; after
-    ``partial_fit``, from the rows of the last call, at most 10000 of them),
+    ``partial_fit``, from the rows of the last call, at most 4096 of them),
     decoded by the network.
     For a generative model with a likelihood, use :class:`VAETransformer`.
 

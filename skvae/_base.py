@@ -67,7 +67,7 @@ _ROBUST_MIN_STD_FRACTION = 0.35
 
 #: partial_fit computes fitted statistics (latent moments, offset_) on at
 #: most this many rows of each call.
-_STATS_ROWS = 10_000
+_STATS_ROWS = 4096
 
 
 class TrainingDivergedError(ValueError, ArithmeticError):
