@@ -10,12 +10,14 @@ Three estimators, written on NumPy and SciPy only:
 
 from ._anomaly import VAEAnomalyDetector
 from ._autoencoder import AutoencoderTransformer
+from ._base import TrainingDivergedError
 from ._vae import VAETransformer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AutoencoderTransformer",
+    "TrainingDivergedError",
     "VAEAnomalyDetector",
     "VAETransformer",
     "__version__",

@@ -18,11 +18,6 @@ from ._network import ones
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
-#: Decoder-variance modes of the Gaussian likelihood: one learned value per
-#: feature (factor analysis), one shared scalar (probabilistic PCA), or a
-#: value per row and feature predicted by a second decoder head.
-VARIANCE_MODES = ("feature", "shared", "row")
-
 #: Initial raw value r with softplus(r) == 1, i.e. unit variance.
 RAW_UNIT_VARIANCE = float(np.log(np.expm1(1.0)))
 
