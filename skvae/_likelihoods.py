@@ -63,8 +63,9 @@ def gaussian_nll(X, mean, raw_var, floor, need_grad=True):
     ----------
     X : ndarray of shape (n_rows, n_features)
         Data.
-    mean : ndarray of shape (n_rows, n_features)
-        Decoder mean.
+    mean : ndarray of shape (n_rows, n_features) or (K, n_rows, n_features)
+        Decoder mean (with a leading axis of K draws, ``X`` is broadcast and
+        ``nll`` has shape ``(K, n_rows)``).
     raw_var : ndarray broadcastable to ``X.shape``
         Unconstrained variance parameter: shape ``(n_features,)`` (per feature),
         ``(1,)`` (shared) or ``(n_rows, n_features)`` (per row).
@@ -90,9 +91,9 @@ def gaussian_nll(X, mean, raw_var, floor, need_grad=True):
     diff = np.subtract(mean, X)
     d_mean = np.multiply(diff, inv_var)  # (m - x) / v
     sq = np.multiply(diff, d_mean)  # (m - x)^2 / v
-    n_features = X.shape[1]
+    n_features = X.shape[-1]
     log_var = np.log(var)
-    if log_var.ndim == 2:
+    if log_var.ndim >= 2:
         sq_log = np.add(sq, log_var)
         nll = np.matmul(sq_log, ones(n_features, X.dtype))
     else:
@@ -127,7 +128,7 @@ def bernoulli_nll(X, logits, need_grad=True):
     """
     el, d_logits = softplus_sigmoid(logits, need_grad)
     el -= X * logits
-    nll = np.matmul(el, ones(X.shape[1], X.dtype))
+    nll = np.matmul(el, ones(X.shape[-1], X.dtype))
     if not need_grad:
         return nll, None
     d_logits -= X

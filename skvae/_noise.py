@@ -46,7 +46,17 @@ _MAX_SETS = 4096
 _MAX_POOL = 1 << 20
 
 
-def row_keyed_normal(X, seed, n_draws, n_dims, dtype):
+def noise_pool(seed, n_draws, n_dims, dtype):
+    """The sets of draws that rows are mapped to: ``(n_draws, n_sets, n_dims)``."""
+    n_sets = int(np.clip(_MAX_POOL // (n_draws * n_dims), 64, _MAX_SETS))
+    dtype = np.dtype(dtype)
+    return np.random.default_rng(seed).standard_normal(
+        (n_draws, n_sets, n_dims),
+        dtype=dtype if dtype in (np.float32, np.float64) else np.float64,
+    )
+
+
+def row_keyed_normal(X, seed, n_draws, n_dims, dtype, pool=None):
     """``(n_draws, n_rows, n_dims)`` standard normals determined by each row.
 
     Parameters
@@ -59,16 +69,15 @@ def row_keyed_normal(X, seed, n_draws, n_dims, dtype):
         Draws per row and their dimension.
     dtype : numpy dtype
         Output dtype.
+    pool : ndarray or None
+        ``noise_pool(seed, n_draws, n_dims, dtype)``, to reuse it across
+        chunks of rows; made here when None.
 
     Returns
     -------
     eps : ndarray of shape (n_draws, n_rows, n_dims)
     """
-    n_sets = int(np.clip(_MAX_POOL // (n_draws * n_dims), 64, _MAX_SETS))
-    dtype = np.dtype(dtype)
-    pool = np.random.default_rng(seed).standard_normal(
-        (n_draws, n_sets, n_dims),
-        dtype=dtype if dtype in (np.float32, np.float64) else np.float64,
-    )
-    index = (row_hashes(X, seed) % np.uint64(n_sets)).astype(np.intp)
+    if pool is None:
+        pool = noise_pool(seed, n_draws, n_dims, dtype)
+    index = (row_hashes(X, seed) % np.uint64(pool.shape[1])).astype(np.intp)
     return np.take(pool, index, axis=1).astype(dtype, copy=False)

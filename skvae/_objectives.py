@@ -159,7 +159,7 @@ class Architecture:
     def raw_variance(self, theta, dec_out):
         """Unconstrained Gaussian variance parameter for decoder output ``dec_out``."""
         if self.decoder_variance == "row":
-            return dec_out[:, self.n_features :]
+            return dec_out[..., self.n_features :]
         lik = self.likelihood_params(theta)
         return lik if lik.size else None
 
@@ -167,7 +167,7 @@ class Architecture:
         """-log p(x | z) per row for decoder output ``dec_out``, and gradients."""
         if self.likelihood == "gaussian":
             d = self.n_features
-            mean = dec_out[:, :d] if dec_out.shape[1] != d else dec_out
+            mean = dec_out[..., :d] if dec_out.shape[-1] != d else dec_out
             return gaussian_nll(
                 X,
                 mean,
@@ -212,9 +212,10 @@ class Architecture:
         # (K, n, k) codes, decoded as one batch of K * n rows
         Z = mu[None] + std[None] * eps
         dec_out = self.decode_raw(theta, Z.reshape(n_draws * n, k))
-        Xrep = np.broadcast_to(X, (n_draws, *X.shape)).reshape(n_draws * n, -1)
-        nll, _, _ = self.neg_log_lik(theta, Xrep, dec_out)
-        log_w = -nll.reshape(n_draws, n)
+        # (K, n, .) decoder output against X broadcast: X is not replicated
+        dec_out = dec_out.reshape(n_draws, n, -1)
+        nll, _, _ = self.neg_log_lik(theta, X, dec_out)
+        log_w = -nll
         # log p(z) - log q(z | x); the 2 pi terms cancel
         log_w -= 0.5 * np.sum(Z * Z, axis=2)
         log_w += 0.5 * np.sum(eps * eps, axis=2)

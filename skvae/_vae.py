@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseAutoencoder, check_n_samples
 from ._likelihoods import softplus_sigmoid, variance_from_raw
-from ._noise import row_keyed_normal
+from ._noise import noise_pool, row_keyed_normal
 
 
 class BaseVAE(BaseAutoencoder):
@@ -44,12 +44,12 @@ class BaseVAE(BaseAutoencoder):
         arch = self._architecture()
         theta = self._params_for(X.dtype)
         out = np.empty(X.shape[0], dtype=X.dtype)
+        k = arch.latent_dim
+        pool = noise_pool(self._score_seed, n_draws, k, X.dtype)
         for sl in self._chunks(X.shape[0], self._widest(), draws=n_draws):
             # noise keyed by each row's content and the model's seed: a row
             # gets the same score in any batch, and rows' errors are independent
-            eps = row_keyed_normal(
-                X[sl], self._score_seed, n_draws, arch.latent_dim, X.dtype
-            )
+            eps = row_keyed_normal(X[sl], self._score_seed, n_draws, k, X.dtype, pool)
             out[sl] = arch.log_likelihood(theta, self._scale(X[sl]), eps)
         # densities of standardised features -> densities of the inputs
         out -= X.dtype.type(self._log_scale_sum())
