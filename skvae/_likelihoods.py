@@ -46,6 +46,18 @@ def softplus_sigmoid(r, need_sigmoid=True):
     return sp, sig
 
 
+def sigmoid(r):
+    """``1 / (1 + exp(-r))`` without overflow, from ``t = 1 + exp(-|r|)``."""
+    t = np.abs(r)
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    t += 1
+    np.reciprocal(t, out=t)  # sigmoid(|r|)
+    sig = np.subtract(1, t)
+    np.copyto(sig, t, where=r >= 0)
+    return sig
+
+
 def softplus(r):
     """``log(1 + exp(r))`` without overflow."""
     return softplus_sigmoid(r, need_sigmoid=False)[0]

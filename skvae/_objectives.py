@@ -28,6 +28,7 @@ from ._likelihoods import (
     RAW_UNIT_VARIANCE,
     bernoulli_nll,
     gaussian_nll,
+    sigmoid,
     squared_error,
 )
 from ._network import (
@@ -149,9 +150,7 @@ class Architecture:
         dec_out = self.decode_raw(theta, Z)
         d = self.n_features
         if self.likelihood == "bernoulli":
-            from scipy.special import expit
-
-            return expit(dec_out, out=dec_out)
+            return sigmoid(dec_out)
         return (
             np.ascontiguousarray(dec_out[:, :d]) if dec_out.shape[1] != d else dec_out
         )

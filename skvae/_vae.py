@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseAutoencoder, check_n_samples
-from ._likelihoods import softplus_sigmoid, variance_from_raw
+from ._likelihoods import sigmoid, variance_from_raw
 from ._noise import noise_pool, row_keyed_normal
 
 
@@ -119,7 +119,7 @@ class BaseVAE(BaseAutoencoder):
         for sl in self._chunks(n_samples, self._widest()):
             raw = arch.decode_raw(theta, Z[sl])
             if arch.likelihood == "bernoulli":
-                p = softplus_sigmoid(raw)[1]
+                p = sigmoid(raw)
                 out[sl] = gen.random(p.shape, dtype=dtype) < p
             else:
                 var = variance_from_raw(
