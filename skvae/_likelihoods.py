@@ -27,23 +27,34 @@ def softplus_sigmoid(r, need_sigmoid=True):
 
     Both come from ``t = 1 + exp(-|r|)``, which lies in (1, 2], so nothing
     can overflow: ``softplus(r) = max(r, 0) + log(t)`` and
-    ``sigmoid(|r|) = 1 / t``. NumPy's ``exp`` and ``log`` are vectorised, which
-    makes this two to three times faster on a float32 batch than
-    ``np.logaddexp`` plus ``scipy.special.expit``. ``log(t)`` is within one
-    rounding error of ``log1p(exp(-|r|))``.
+    ``sigmoid(r) = 1/2 + sign(r) (1/t - 1/2)``. NumPy's ``exp`` and ``log`` are
+    vectorised, which makes this two to three times faster on a float32 batch
+    than ``np.logaddexp`` plus ``scipy.special.expit``; ``log(t)`` is within
+    one rounding error of ``log1p(exp(-|r|))``. Every step is a plain
+    arithmetic ufunc: ``max(r, 0)`` as ``(r + |r|) / 2`` and the sign through
+    ``copysign`` run several times faster than ``np.maximum`` and a masked copy.
     """
-    t = np.abs(r)
-    np.negative(t, out=t)
+    a = np.abs(r)
+    t = np.negative(a)
     np.exp(t, out=t)
     t += 1
     sp = np.log(t)
-    sp += np.maximum(r, 0)
+    a += r
+    a *= r.dtype.type(0.5)  # max(r, 0)
+    sp += a
     if not need_sigmoid:
         return sp, None
-    np.reciprocal(t, out=t)  # sigmoid(|r|)
-    sig = np.subtract(1, t)
-    np.copyto(sig, t, where=r >= 0)
-    return sp, sig
+    return sp, _sigmoid_from(t, r)
+
+
+def _sigmoid_from(t, r):
+    """``sigmoid(r)`` from ``t = 1 + exp(-|r|)``, in place in ``t``."""
+    half = r.dtype.type(0.5)
+    np.reciprocal(t, out=t)  # sigmoid(|r|), in [1/2, 1)
+    t -= half  # exact in [0, 1/2)
+    np.copysign(t, r, out=t)
+    t += half
+    return t
 
 
 def sigmoid(r):
@@ -52,10 +63,7 @@ def sigmoid(r):
     np.negative(t, out=t)
     np.exp(t, out=t)
     t += 1
-    np.reciprocal(t, out=t)  # sigmoid(|r|)
-    sig = np.subtract(1, t)
-    np.copyto(sig, t, where=r >= 0)
-    return sig
+    return _sigmoid_from(t, r)
 
 
 def softplus(r):
