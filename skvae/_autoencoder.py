@@ -183,10 +183,13 @@ class AutoencoderTransformer(BaseAutoencoder):
         arch = self._architecture()
         theta = self._params_for(X.dtype)
         out = np.empty(X.shape[0], dtype=X.dtype)
-        for sl in self._chunks(X.shape[0], self._widest()):
-            Xs = self._scale(X[sl])
+
+        def score(rows):
+            Xs = self._scale(X[rows])
             recon = arch.decode_raw(theta, arch.encode(theta, Xs)[0])
-            out[sl] = -arch.neg_log_lik(theta, Xs, recon)[0]
+            out[rows] = -arch.neg_log_lik(theta, Xs, recon)[0]
+
+        self._for_chunks(score, X.shape[0], self._widest())
         return out
 
     def sample(self, n_samples=1, random_state=None):

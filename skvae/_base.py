@@ -14,7 +14,6 @@ dict), so a fitted model pickles without any skvae class inside.
 import sys
 import time
 import warnings
-from contextlib import nullcontext
 from numbers import Integral, Real
 
 import numpy as np
@@ -29,32 +28,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
-from threadpoolctl import ThreadpoolController
 
 from ._objectives import Architecture, Objective
 from ._optimizers import Adam, minimize_lbfgs
-
-#: Below this many multiply-adds in the largest matrix product of a step,
-#: BLAS runs single-threaded: on small products, thread start-up and
-#: contention on a busy machine cost more than the second core gains
-#: (measured in benchmarks/bench_speed.py).
-_MIN_MACS_FOR_THREADS = 1 << 24
-
-_CONTROLLER = None
-
-
-def _blas_limits(n_rows, arch):
-    """A context that runs BLAS single-threaded for small matrix products."""
-    global _CONTROLLER
-    sizes = (*arch["hidden_layer_sizes"], arch["latent_dim"])
-    widest = max(sizes)
-    macs = n_rows * max(arch["n_features"], widest) * widest
-    if macs >= _MIN_MACS_FOR_THREADS:
-        return nullcontext()
-    if _CONTROLLER is None:
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
-
+from ._parallel import threads_for
 
 #: Rows times widest layer per inference chunk: bounds the memory of
 #: ``transform``, ``score_samples`` and ``sample`` whatever the input size.
@@ -332,13 +309,19 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         # overflow on the way to a non-finite loss is reported once, as a
         # TrainingDivergedError, rather than as a stream of RuntimeWarnings
         errstate = np.errstate(over="ignore", invalid="ignore")
+        # large steps are split in two shards of rows, run on two threads
+        # (see skvae._parallel); small ones run here, with one BLAS thread
         if self.solver == "lbfgs":
-            with _blas_limits(X.shape[0], self._architecture_), errstate:
-                self._fit_lbfgs(X, gen, rng)
+            n_rows = X.shape[0]
         else:
             n_rows = self._batch_size(X.shape[0])
-            with _blas_limits(n_rows, self._architecture_), errstate:
-                self._fit_adam(X, gen, rng, incremental)
+        with threads_for(n_rows, self._architecture_) as (workers, n_shards):
+            objective = self._objective(workers, n_shards)
+            with errstate:
+                if self.solver == "lbfgs":
+                    self._fit_lbfgs(X, objective, gen, rng)
+                else:
+                    self._fit_adam(X, objective, workers, gen, rng, incremental)
         if incremental and X.shape[0] > _STATS_ROWS:
             # fitted statistics from a subsample keep partial_fit's cost per
             # call close to one epoch
@@ -347,7 +330,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             self._after_fit(X)
         return self
 
-    def _objective(self):
+    def _objective(self, workers=None, n_shards=1):
         opts = self._training_options()
         return Objective(
             self._architecture(),
@@ -355,6 +338,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             alpha=self.alpha,
             free_bits=opts["free_bits"],
             trim_fraction=opts["trim_fraction"],
+            n_shards=n_shards,
+            workers=workers,
         )
 
     def _noise_shape(self, n_rows):
@@ -368,9 +353,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         if opts["kl_warmup"]:
             objective.beta = opts["beta"] * min(1.0, (epoch + 1) / opts["kl_warmup"])
 
-    def _fit_adam(self, X, gen, rng, incremental):
-        arch = self._architecture()
-        objective = self._objective()
+    def _fit_adam(self, X, objective, workers, gen, rng, incremental):
+        arch = objective.arch
         theta = self.params_
         dtype = X.dtype
         early_stopping = self.early_stopping and not incremental
@@ -398,20 +382,23 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             total = recon = kl = 0.0
             begin = 0
             for size in sizes:
-                # gather and standardise the batch in its own buffer: the
-                # data are never copied whole
-                xb = np.take(X, perm[begin : begin + size], axis=0, out=x_buf[size])
-                if scaling:
-                    xb -= shift
-                    xb *= inv_scale
-                begin += size
-                eb = eps_buf[size]
+                xb, eb = x_buf[size], eps_buf[size]
                 if arch.is_vae:
                     gen.standard_normal(out=eb, dtype=dtype)
-                loss, grad = objective(theta, xb, eb)
+
+                def fill(rows, xb=xb, idx=perm[begin : begin + size]):
+                    # gather and standardise the batch in its own buffer, by
+                    # each shard for its rows: the data are never copied whole
+                    part = np.take(X, idx[rows], axis=0, out=xb[rows])
+                    if scaling:
+                        part -= shift
+                        part *= inv_scale
+
+                begin += size
+                loss, grads = objective.loss_and_grads(theta, xb, eb, fill=fill)
                 if not np.isfinite(loss):
                     self._diverged(loss)
-                optimizer.update(theta, grad)
+                optimizer.update(theta, grads, workers)
                 total += loss * size
                 recon += objective.parts[0] * size
                 kl += objective.parts[1] * size
@@ -513,8 +500,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.validation_scores_.append(score)
         return score
 
-    def _fit_lbfgs(self, X, gen, rng):
-        objective = self._objective()
+    def _fit_lbfgs(self, X, objective, gen, rng):
         objective.beta = self._training_options()["beta"]
         if self.early_stopping:
             X, X_val, eps_val = self._validation_split(X, rng, gen)
@@ -590,15 +576,30 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     # -- inference ----------------------------------------------------------------
 
-    def _chunks(self, n_rows, width, draws=1):
-        """Slices of at most ``_CHUNK_ELEMENTS / width`` rows.
+    def _for_chunks(self, fn, n_rows, width, draws=1, in_order=False):
+        """Call ``fn(rows)`` on slices of at most ``_CHUNK_ELEMENTS / width`` rows.
 
-        While they are consumed, BLAS follows the same threading rule as in
-        training, for matrix products of ``draws`` times the chunk's rows.
+        Chunks follow the threading rule of training for matrix products of
+        ``draws`` times their rows: large ones are spread over two threads,
+        unless ``in_order`` (``fn`` draws from a shared random generator).
+        ``fn`` writes its results itself; each row's result does not depend
+        on the chunking.
         """
-        size = max(1, _CHUNK_ELEMENTS // max(1, width * draws))
-        with _blas_limits(min(n_rows, size) * draws, self._architecture_):
-            yield from gen_batches(n_rows, size)
+        size = max(1, min(n_rows, _CHUNK_ELEMENTS // max(1, width * draws)))
+        split = not in_order
+        with threads_for(size * draws, self._architecture_, split) as (workers, _):
+            n_threads = workers.n_threads
+            if n_threads > 1:
+                # at least one chunk per thread
+                size = min(size, -(-n_rows // n_threads))
+            chunks = list(gen_batches(n_rows, size))
+            groups = [chunks[i::n_threads] for i in range(n_threads)]
+
+            def run(group):
+                for rows in group:
+                    fn(rows)
+
+            workers.map(run, [g for g in groups if g])
 
     def _widest(self):
         arch = self._architecture_
@@ -613,16 +614,22 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         arch = self._architecture()
         theta = self._params_for(X.dtype)
         out = np.empty((X.shape[0], arch.latent_dim), dtype=X.dtype)
-        for sl in self._chunks(X.shape[0], self._widest()):
-            out[sl] = arch.encode(theta, self._scale(X[sl]))[0]
+
+        def encode(rows):
+            out[rows] = arch.encode(theta, self._scale(X[rows]))[0]
+
+        self._for_chunks(encode, X.shape[0], self._widest())
         return out
 
     def _decode(self, Z):
         arch = self._architecture()
         theta = self._params_for(Z.dtype)
         out = np.empty((Z.shape[0], arch.n_features), dtype=Z.dtype)
-        for sl in self._chunks(Z.shape[0], self._widest()):
-            out[sl] = arch.decode_mean(theta, Z[sl])
+
+        def decode(rows):
+            out[rows] = arch.decode_mean(theta, Z[rows])
+
+        self._for_chunks(decode, Z.shape[0], self._widest())
         return self._unscale(out)
 
     def transform(self, X):

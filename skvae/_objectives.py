@@ -241,6 +241,38 @@ class _Buffers:
         self.d_out = np.empty((n, arch.decoder_sizes[-1]), dtype=dtype)
 
 
+class _Shard:
+    """One slice of rows of a batch: its buffers, its gradient, and what its
+    forward pass leaves for its backward pass.
+
+    Shards of one batch share nothing they write to, so they can run on
+    different threads.
+    """
+
+    def __init__(self):
+        self._buffers = {}
+        self._grad = None
+        self.saved = None
+
+    def bufs(self, arch, n, dtype):
+        key = (n, np.dtype(dtype).str)
+        bufs = self._buffers.get(key)
+        if bufs is None:
+            if len(self._buffers) > 4:
+                self._buffers.clear()
+            bufs = self._buffers[key] = _Buffers(arch, n, dtype)
+        return bufs
+
+    def grad(self, theta):
+        if (
+            self._grad is None
+            or self._grad.shape != theta.shape
+            or self._grad.dtype != theta.dtype
+        ):
+            self._grad = np.empty_like(theta)
+        return self._grad
+
+
 class Objective:
     """Mean training loss per row and its gradient, ``f(theta, X, eps)``.
 
@@ -262,6 +294,13 @@ class Objective:
         out of the loss and its gradient (a trimmed mean). It makes training
         robust to outliers in the data: they stop pulling the model towards
         themselves.
+    n_shards : int, default=1
+        Slices of rows a batch is cut into. Each slice has its own forward
+        and backward pass and gradient; the gradients are then summed. The
+        result is the same whether the shards run one after the other or at
+        once on ``workers``; it differs from one shard only by rounding.
+    workers : skvae._parallel.Workers or None, default=None
+        Threads that run the shards; None runs them in the calling thread.
 
     Notes
     -----
@@ -269,6 +308,12 @@ class Objective:
     importance-weighted bound of Burda et al. (2016) with K samples,
     ``-log (1/K) sum_k p(x | z_k) p(z_k)^beta / q(z_k | x)^beta``, which is
     the negative ELBO for K = 1 and tighter for larger K.
+
+    A call runs in three phases, so that what couples the rows of a batch
+    (the trimming, free bits, the penalty) sees the whole batch: a forward
+    pass per shard gives per-row losses; they are reduced to the loss and
+    the row weights; a backward pass per shard turns its row weights into a
+    gradient.
 
     Attributes
     ----------
@@ -279,24 +324,25 @@ class Objective:
         the penalty.
     """
 
-    def __init__(self, arch, beta=1.0, alpha=0.0, free_bits=0.0, trim_fraction=0.0):
+    def __init__(
+        self,
+        arch,
+        beta=1.0,
+        alpha=0.0,
+        free_bits=0.0,
+        trim_fraction=0.0,
+        n_shards=1,
+        workers=None,
+    ):
         self.arch = arch
         self.beta = beta
         self.alpha = alpha
         self.free_bits = free_bits
         self.trim_fraction = trim_fraction
+        self.n_shards = n_shards
+        self.workers = workers
         self.parts = (np.nan, np.nan)
-        self._buffers = {}
-        self._grad = None
-
-    def _bufs(self, n, dtype):
-        key = (n, np.dtype(dtype).str)
-        bufs = self._buffers.get(key)
-        if bufs is None:
-            if len(self._buffers) > 4:
-                self._buffers.clear()
-            bufs = self._buffers[key] = _Buffers(self.arch, n, dtype)
-        return bufs
+        self._shards = []
 
     def _row_weights(self, row_loss, dtype):
         """Weights that average the loss over the rows kept by the trimming.
@@ -327,26 +373,117 @@ class Objective:
             a leading axis of K draws the loss is the importance-weighted
             bound.
         need_grad : bool, default=True
-            Whether to compute the gradient.
+            Whether to compute the gradient. The gradient is a work buffer of
+            this objective, valid until its next call.
         """
-        if self.arch.is_vae and eps.ndim == 3:
-            return self._iwae(theta, X, eps, need_grad)
+        loss, grads = self.loss_and_grads(theta, X, eps, need_grad)
+        if grads is None:
+            return loss, None
+        grad = grads[0]
+        if len(grads) > 1:
+            # sum the shards' gradients, each thread over its part of the vector
+            cuts = [grad.size * i // len(grads) for i in range(len(grads) + 1)]
+
+            def add(part):
+                for other in grads[1:]:
+                    grad[part] += other[part]
+
+            self._run(add, [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])])
+        return loss, grad
+
+    def loss_and_grads(self, theta, X, eps=None, need_grad=True, fill=None):
+        """Loss and the list of the shards' gradients (their sum is the gradient).
+
+        The optimizer can sum them while it reads them, rather than in a pass
+        of its own. Arguments as for calling the objective, and ``fill``: None,
+        or a function ``fill(rows)`` that writes ``X[rows]`` (a slice); each
+        shard calls it for its rows before reading them, so that gathering a
+        batch runs on the shards' threads too.
+        """
         arch = self.arch
         n = X.shape[0]
+        iwae = arch.is_vae and eps.ndim == 3
+        n_shards = max(1, min(self.n_shards, n))
+        while len(self._shards) < n_shards:
+            self._shards.append(_Shard())
+        bounds = [n * i // n_shards for i in range(n_shards + 1)]
+        jobs = []
+        for shard, lo, hi in zip(self._shards, bounds[:-1], bounds[1:]):
+            eps_s = None
+            if arch.is_vae:
+                eps_s = eps[:, lo:hi] if iwae else eps[lo:hi]
+            jobs.append((shard, X[lo:hi], eps_s, slice(lo, hi)))
+        forward_pass = self._iwae_forward if iwae else self._forward
+        backward_pass = self._iwae_backward if iwae else self._backward
+        reduce = self._iwae_reduce if iwae else self._reduce
         dtype = X.dtype.type
-        bufs = self._bufs(n, X.dtype)
-        enc, dec = arch.encoder(theta), arch.decoder(theta)
-        H = forward(enc, X, arch.activation, bufs.enc_acts)
+
+        # Without trimming or free bits every row weighs 1 / n and every latent
+        # dimension is penalised: a shard's backward pass needs nothing from
+        # the others and follows its forward pass at once.
+        coupled = self.trim_fraction > 0 or (self.free_bits > 0 and not iwae)
+        if need_grad and not coupled:
+
+            def forward_backward(job):
+                if fill is not None:
+                    fill(job[3])
+                rows = forward_pass(theta, *job[:3], True)
+                return rows, backward_pass(theta, job[0], dtype(1.0 / n), None)
+
+            out = self._run(forward_backward, jobs)
+            loss = reduce([rows for rows, _ in out], dtype)[0]
+            grads = [grad for _, grad in out]
+        else:
+
+            def forward_job(job):
+                if fill is not None:
+                    fill(job[3])
+                return forward_pass(theta, *job[:3], need_grad)
+
+            rows = self._run(forward_job, jobs)
+            loss, weights, active = reduce(rows, dtype)
+            grads = None
+            if need_grad:
+
+                def backward_job(job):
+                    w = weights if np.ndim(weights) == 0 else weights[job[3]]
+                    return backward_pass(theta, job[0], w, active)
+
+                grads = self._run(backward_job, jobs)
+        if self.alpha:
+            loss += 0.5 * self.alpha * weight_sq_norm(self._layers(theta)) / n
+            if grads is not None:
+                # the penalty's gradient, once, in the first shard's gradient
+                c = dtype(self.alpha / n)
+                for (W, _), (gW, _) in zip(self._layers(theta), self._layers(grads[0])):
+                    gW += c * W
+        return loss, grads
+
+    def _run(self, fn, jobs):
+        if self.workers is None or len(jobs) < 2:
+            return [fn(job) for job in jobs]
+        return self.workers.map(fn, jobs)
+
+    def _layers(self, theta):
+        return self.arch.encoder(theta) + self.arch.decoder(theta)
+
+    # -- the negative ELBO (one draw per row) and the autoencoder loss ------
+
+    def _forward(self, theta, shard, X, eps, need_grad):
+        """Per-row losses of a shard: ``(nll, kl_el)``; saves the rest."""
+        arch = self.arch
+        dtype = X.dtype.type
+        bufs = shard.bufs(arch, X.shape[0], X.dtype)
+        H = forward(arch.encoder(theta), X, arch.activation, bufs.enc_acts)
+        mu = log_var = std = var = kl_el = None
         if arch.is_vae:
             mu, log_var, std = self._posterior(H, bufs, dtype)
             z = np.multiply(std, eps, out=bufs.z)
             z += mu
         else:
             z = H
-        dec_out = forward(dec, z, arch.activation, bufs.dec_acts)
+        dec_out = forward(arch.decoder(theta), z, arch.activation, bufs.dec_acts)
         nll, d_out, d_raw = arch.neg_log_lik(theta, X, dec_out, need_grad)
-        kl_el = None
-        row_loss = nll
         if arch.is_vae:
             # element-wise KL: (mu^2 + exp(log_var) - log_var - 1) / 2
             var = np.multiply(std, std, out=bufs.kl)
@@ -355,29 +492,43 @@ class Objective:
             kl_el -= log_var
             kl_el -= 1
             kl_el *= dtype(0.5)
-            if self.trim_fraction:
-                row_loss = nll + self.beta * np.sum(kl_el, axis=1)
+        shard.saved = (X, eps, H, mu, log_var, std, var, z, d_out, d_raw, bufs)
+        return nll, kl_el
+
+    def _reduce(self, rows, dtype):
+        """Loss, row weights and active latent dimensions of the whole batch."""
+        nll = _concat([r[0] for r in rows])
+        kl_el = _concat([r[1] for r in rows]) if self.arch.is_vae else None
+        row_loss = nll
+        if kl_el is not None and self.trim_fraction:
+            row_loss = nll + self.beta * np.sum(kl_el, axis=1)
         weights = self._row_weights(row_loss, dtype)
         recon = float(_weighted_mean(nll, weights))
         loss = recon
         kl = 0.0
-        if arch.is_vae:
+        active = None  # every latent dimension penalised
+        if kl_el is not None:
             kl_dim = _weighted_mean(kl_el, weights)
-            kl = float(np.sum(kl_dim))
-            active = kl_dim > self.free_bits
-            loss += self.beta * float(
-                np.sum(np.where(active, kl_dim, self.free_bits), dtype=np.float64)
-            )
-        if self.alpha:
-            loss += 0.5 * self.alpha * weight_sq_norm(enc + dec) / n
+            kl = float(np.sum(kl_dim, dtype=np.float64))
+            penalty = kl
+            if self.free_bits > 0:
+                active = kl_dim > self.free_bits
+                penalty = float(
+                    np.sum(np.where(active, kl_dim, self.free_bits), dtype=np.float64)
+                )
+            loss += self.beta * penalty
         self.parts = (recon, kl)
-        if not need_grad:
-            return loss, None
+        return loss, weights, active
 
-        grad = self._grad_buffer(theta)
+    def _backward(self, theta, shard, weights, active):
+        """Gradient of a shard's share of the loss, in the shard's buffer."""
+        arch = self.arch
+        X, eps, H, mu, log_var, std, var, z, d_out, d_raw, bufs = shard.saved
+        dtype = X.dtype.type
+        grad = shard.grad(theta)
         d_out = self._output_grad(theta, grad, bufs, d_out, d_raw, weights)
         d_z = backward(
-            dec,
+            arch.decoder(theta),
             z,
             bufs.dec_acts,
             d_out,
@@ -391,7 +542,9 @@ class Objective:
             k = arch.latent_dim
             d_mu = bufs.d_enc[:, :k]
             d_lv = bufs.d_enc[:, k:]
-            coef = dtype(self.beta) * active.astype(X.dtype) * weights
+            coef = dtype(self.beta) * weights
+            if active is not None:
+                coef = coef * active.astype(X.dtype)
             # d/d mu: decoder path + beta * mu / n
             np.multiply(mu, coef, out=d_mu)
             d_mu += d_z
@@ -406,8 +559,8 @@ class Objective:
             d_enc = bufs.d_enc
         else:
             d_enc = d_z
-        self._finish_grad(theta, X, grad, bufs, d_enc)
-        return loss, grad
+        self._encoder_backward(theta, X, grad, bufs, d_enc)
+        return grad
 
     def _posterior(self, H, bufs, dtype):
         """Mean, clipped log-variance and standard deviation of q(z | x)."""
@@ -420,12 +573,11 @@ class Objective:
         # no gradient through the clip of the log-variance
         d_lv *= np.abs(H[:, self.arch.latent_dim :]) < LOG_VAR_BOUND
 
-    def _finish_grad(self, theta, X, grad, bufs, d_enc):
-        """Back-propagate through the encoder and add the L2 penalty."""
+    def _encoder_backward(self, theta, X, grad, bufs, d_enc):
+        """Back-propagate ``d_enc`` through the encoder into ``grad``."""
         arch = self.arch
-        enc = arch.encoder(theta)
         backward(
-            enc,
+            arch.encoder(theta),
             X,
             bufs.enc_acts,
             d_enc,
@@ -435,26 +587,21 @@ class Objective:
             bufs.enc_tmps,
             False,
         )
-        if self.alpha:
-            c = X.dtype.type(self.alpha / X.shape[0])
-            layers = enc + arch.decoder(theta)
-            grads = arch.encoder(grad) + arch.decoder(grad)
-            for (W, _), (gW, _) in zip(layers, grads):
-                gW += c * W
 
-    def _iwae(self, theta, X, eps, need_grad):
-        """Importance-weighted bound with ``K = eps.shape[0]`` draws per row."""
+    # -- the importance-weighted bound (K draws per row) ---------------------
+
+    def _iwae_forward(self, theta, shard, X, eps, need_grad):
+        """Per-row ``(log p_K(x), nll of each draw, kl_el)`` of a shard."""
         arch = self.arch
         n_draws, n = eps.shape[:2]
         k = arch.latent_dim
         dtype = X.dtype.type
-        bufs = self._bufs(n, X.dtype)
-        dec_bufs = self._bufs(n_draws * n, X.dtype)
-        enc, dec = arch.encoder(theta), arch.decoder(theta)
-        H = forward(enc, X, arch.activation, bufs.enc_acts)
+        bufs = shard.bufs(arch, n, X.dtype)
+        dec_bufs = shard.bufs(arch, n_draws * n, X.dtype)
+        H = forward(arch.encoder(theta), X, arch.activation, bufs.enc_acts)
         mu, log_var, std = self._posterior(H, bufs, dtype)
         Z = (mu + std * eps).reshape(n_draws * n, k)
-        dec_out = forward(dec, Z, arch.activation, dec_bufs.dec_acts)
+        dec_out = forward(arch.decoder(theta), Z, arch.activation, dec_bufs.dec_acts)
         X_rep = np.broadcast_to(X, (n_draws, *X.shape)).reshape(n_draws * n, -1)
         nll, d_out, d_raw = arch.neg_log_lik(theta, X_rep, dec_out, need_grad)
         nll = nll.reshape(n_draws, n)
@@ -465,28 +612,39 @@ class Objective:
         ) + 0.5 * np.sum(log_var, axis=1)
         log_w = -nll + beta * prior_term
         log_px = logsumexp(log_w, axis=0) - np.log(n_draws)
+        kl_el = 0.5 * (mu * mu + std * std - log_var - 1)
+        shard.saved = (X, eps, H, std, Z, log_w, d_out, d_raw, bufs, dec_bufs)
+        return log_px, nll, kl_el
+
+    def _iwae_reduce(self, rows, dtype):
+        log_px = _concat([r[0] for r in rows])
+        nll = np.concatenate([r[1] for r in rows], axis=1)
+        kl_el = _concat([r[2] for r in rows])
         weights = self._row_weights(-log_px, dtype)
         loss = -float(_weighted_mean(log_px, weights))
-        kl_el = 0.5 * (mu * mu + std * std - log_var - 1)
         self.parts = (
             float(_weighted_mean(np.mean(nll, axis=0), weights)),
             float(np.sum(_weighted_mean(kl_el, weights))),
         )
-        if self.alpha:
-            loss += 0.5 * self.alpha * weight_sq_norm(enc + dec) / n
-        if not need_grad:
-            return loss, None
+        return loss, weights, None
+
+    def _iwae_backward(self, theta, shard, weights, active):
+        arch = self.arch
+        X, eps, H, std, Z, log_w, d_out, d_raw, bufs, dec_bufs = shard.saved
+        n_draws, n = eps.shape[:2]
+        k = arch.latent_dim
+        beta = X.dtype.type(self.beta)
         # d loss / d(-log w_kn) = row weight * softmax over the K draws
         alpha_w = np.exp(log_w - logsumexp(log_w, axis=0))
         g = (alpha_w * np.reshape(weights, (1, -1) if np.ndim(weights) else ())).astype(
             X.dtype
         )
-        grad = self._grad_buffer(theta)
+        grad = shard.grad(theta)
         d_out = self._output_grad(
             theta, grad, dec_bufs, d_out, d_raw, g.reshape(n_draws * n, 1)
         )
         d_z = backward(
-            dec,
+            arch.decoder(theta),
             Z,
             dec_bufs.dec_acts,
             d_out,
@@ -507,17 +665,8 @@ class Objective:
             g3, axis=0
         )
         self._clip_grad(H, d_lv)
-        self._finish_grad(theta, X, grad, bufs, bufs.d_enc)
-        return loss, grad
-
-    def _grad_buffer(self, theta):
-        if (
-            self._grad is None
-            or self._grad.shape != theta.shape
-            or self._grad.dtype != theta.dtype
-        ):
-            self._grad = np.empty_like(theta)
-        return self._grad
+        self._encoder_backward(theta, X, grad, bufs, bufs.d_enc)
+        return grad
 
     def _output_grad(self, theta, grad, bufs, d_mean, d_raw, weights):
         """Gradient of the mean loss at the decoder output.
@@ -541,6 +690,14 @@ class Objective:
         per_feature = np.matmul(ones(d_raw.shape[0], d_raw.dtype), d_raw)
         g[:] = per_feature if g.size == per_feature.size else np.sum(per_feature)
         return d_mean
+
+
+def _map(fn, args):
+    return [fn(a) for a in args]
+
+
+def _concat(parts):
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _weighted_mean(values, weights):

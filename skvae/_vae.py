@@ -46,11 +46,14 @@ class BaseVAE(BaseAutoencoder):
         out = np.empty(X.shape[0], dtype=X.dtype)
         k = arch.latent_dim
         pool = noise_pool(self._score_seed, n_draws, k, X.dtype)
-        for sl in self._chunks(X.shape[0], self._widest(), draws=n_draws):
+
+        def score(rows):
             # noise keyed by each row's content and the model's seed: a row
             # gets the same score in any batch, and rows' errors are independent
-            eps = row_keyed_normal(X[sl], self._score_seed, n_draws, k, X.dtype, pool)
-            out[sl] = arch.log_likelihood(theta, self._scale(X[sl]), eps)
+            eps = row_keyed_normal(X[rows], self._score_seed, n_draws, k, X.dtype, pool)
+            out[rows] = arch.log_likelihood(theta, self._scale(X[rows]), eps)
+
+        self._for_chunks(score, X.shape[0], self._widest(), draws=n_draws)
         # densities of standardised features -> densities of the inputs
         out -= X.dtype.type(self._log_scale_sum())
         return out
@@ -116,17 +119,21 @@ class BaseVAE(BaseAutoencoder):
         theta = self.params_
         d = arch.n_features
         out = np.empty((n_samples, d), dtype=dtype)
-        for sl in self._chunks(n_samples, self._widest()):
-            raw = arch.decode_raw(theta, Z[sl])
+
+        def draw(rows):
+            raw = arch.decode_raw(theta, Z[rows])
             if arch.likelihood == "bernoulli":
                 p = sigmoid(raw)
-                out[sl] = gen.random(p.shape, dtype=dtype) < p
+                out[rows] = gen.random(p.shape, dtype=dtype) < p
             else:
                 var = variance_from_raw(
                     arch.raw_variance(theta, raw), arch.variance_floor
                 )
-                draw = gen.standard_normal((raw.shape[0], d), dtype=dtype)
-                out[sl] = raw[:, :d] + np.sqrt(var) * draw
+                noise = gen.standard_normal((raw.shape[0], d), dtype=dtype)
+                out[rows] = raw[:, :d] + np.sqrt(var) * noise
+
+        # the draws come from one generator, in order
+        self._for_chunks(draw, n_samples, self._widest(), in_order=True)
         return self._unscale(out)
 
     def _after_fit(self, X):

@@ -7,6 +7,7 @@ from skvae._activations import ACTIVATIONS, DERIVATIVES
 from skvae._likelihoods import bernoulli_nll, gaussian_nll, squared_error
 from skvae._network import backward, forward, init_layers, n_params, unpack
 from skvae._objectives import Architecture, Objective
+from skvae._parallel import Workers
 
 
 def _numeric_grad(f, x, h=1e-6):
@@ -192,6 +193,39 @@ def test_objective_gradient_matches_finite_differences(case):
 
     assert loss == pytest.approx(f(theta))
     _assert_grad_close(grad, _numeric_grad(f, theta), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n_shards", [2, 3])
+@pytest.mark.parametrize("case", sorted(OBJECTIVE_CASES))
+def test_shards_give_the_loss_and_gradient_of_the_whole_batch(case, n_shards, threads):
+    # what couples the rows (trimming, free bits, the penalty, the mean) must
+    # see the whole batch, whether the shards run in turn or on two threads
+    likelihood, variance, activation, hidden, options = OBJECTIVE_CASES[case]
+    options = dict(options)
+    n_draws = options.pop("n_draws", None)
+    rng = np.random.default_rng(7)
+    n, d, k = 11, 4, 2
+    if likelihood == "bernoulli":
+        X = rng.uniform(size=(n, d))
+    else:
+        X = rng.normal(size=(n, d))
+    arch = Architecture(d, k, hidden, activation, likelihood, variance, 1e-2)
+    theta = arch.init_params(rng, np.float64)
+    theta += 0.1 * rng.normal(size=theta.shape)
+    eps = rng.normal(size=(n, k) if n_draws is None else (n_draws, n, k))
+    whole = Objective(arch, **options)
+    loss, grad = whole(theta, X, eps)
+    workers = Workers(threads)
+    try:
+        sharded = Objective(arch, n_shards=n_shards, workers=workers, **options)
+        for _ in range(2):  # the second call reuses the shards' buffers
+            loss_s, grad_s = sharded(theta, X, eps)
+            assert loss_s == pytest.approx(loss, rel=1e-12)
+            assert sharded.parts == pytest.approx(whole.parts, rel=1e-12)
+            np.testing.assert_allclose(grad_s, grad, rtol=1e-10, atol=1e-12)
+    finally:
+        workers.close()
 
 
 def test_iwae_loss_matches_a_direct_computation():

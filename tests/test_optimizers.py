@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from skvae._optimizers import _SLICE, Adam, minimize_lbfgs
+from skvae._optimizers import _RESCALE_EVERY, _SLICE, Adam, minimize_lbfgs
+from skvae._parallel import Workers
 
 
 def _reference_adam(p, grads, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
@@ -30,6 +31,36 @@ def test_adam_matches_the_textbook_update(size):
     # Kingma and Ba's "efficient" form, which scikit-learn also uses, puts
     # epsilon outside the bias correction; the reference above matches it
     np.testing.assert_allclose(p, _reference_adam(p0, grads, lr=1e-2), rtol=1e-10)
+
+
+def test_adam_stays_textbook_across_rescalings_and_threads():
+    # 3 * _RESCALE_EVERY + 5 steps cross the rescaling of the stored moments
+    # three times; two threads update whole slices each, exactly as serial
+    rng = np.random.default_rng(2)
+    size = 3 * _SLICE + 11
+    p0 = rng.normal(size=size)
+    grads = [rng.normal(size=size) for _ in range(3 * _RESCALE_EVERY + 5)]
+    serial, threaded = p0.copy(), p0.copy()
+    opt_serial = Adam(serial, learning_rate=1e-2)
+    opt_threaded = Adam(threaded, learning_rate=1e-2)
+    workers = Workers(2)
+    try:
+        for g in grads:
+            opt_serial.update(serial, g)
+            # the gradient as two shards' parts, summed by the optimizer
+            opt_threaded.update(threaded, [0.25 * g, 0.75 * g], workers)
+    finally:
+        workers.close()
+    reference = _reference_adam(p0, grads, lr=1e-2)
+    np.testing.assert_allclose(serial, reference, rtol=1e-10)
+    np.testing.assert_allclose(threaded, reference, rtol=1e-10)
+    # the moments it reports are Adam's, whatever the stored scale
+    m = v = 0.0
+    for g in grads:
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+    np.testing.assert_allclose(opt_serial.m, m, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(opt_serial.v, v, rtol=1e-10, atol=1e-14)
 
 
 def test_adam_resumes_from_its_state():

@@ -1,0 +1,141 @@
+"""Threads for training and inference: who runs BLAS, and on how many cores.
+
+A mini-batch step is matrix products (BLAS) and many element-wise NumPy
+operations (activations, likelihood, Adam). Letting BLAS thread each product
+leaves every element-wise operation on one core: on the mnist-like benchmark
+that was about 40 % of a step. So large steps are split into two *shards* of
+rows, each run on its own Python thread with single-threaded BLAS, and the
+optimizer's update is split over the same threads. NumPy releases the GIL
+inside its loops and BLAS calls, so both cores stay busy in every phase.
+
+How a step is split depends only on the shapes (:func:`plan`), never on the
+machine, so a fit gives the same numbers whether its shards run in parallel
+or one after the other (with one core, or inside a joblib worker whose BLAS
+is limited to one thread).
+"""
+
+import contextvars
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+from threadpoolctl import ThreadpoolController
+
+#: Below this many multiply-adds in the largest matrix product of a step,
+#: BLAS runs single-threaded and the step is not split: on small products,
+#: thread hand-offs cost more than the second core gains (measured in
+#: benchmarks/bench_speed.py).
+MIN_MACS_FOR_THREADS = 1 << 24
+
+#: Shards of a large step. Fixed, so that results do not depend on the
+#: number of cores.
+N_SHARDS = 2
+
+_CONTROLLER = None
+
+
+def _controller():
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER
+
+
+def largest_product(n_rows, arch):
+    """Multiply-adds of the largest matrix product for ``n_rows`` rows."""
+    sizes = (*arch["hidden_layer_sizes"], arch["latent_dim"])
+    widest = max(sizes)
+    return n_rows * max(arch["n_features"], widest) * widest
+
+
+def plan(n_rows, arch):
+    """Number of shards for steps of ``n_rows`` rows: 1 or :data:`N_SHARDS`."""
+    if n_rows >= 2 * N_SHARDS and largest_product(n_rows, arch) >= MIN_MACS_FOR_THREADS:
+        return N_SHARDS
+    return 1
+
+
+def _blas_threads():
+    """Threads BLAS may use now (respects threadpoolctl and joblib limits)."""
+    blas = _controller().select(user_api="blas")
+    counts = [lib.num_threads for lib in blas.lib_controllers]
+    if counts:
+        return max(counts)
+    # no BLAS that threadpoolctl knows: go by the cores this process may use
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+class Workers:
+    """Runs independent tasks on up to ``n_threads`` threads, this one included.
+
+    Parameters
+    ----------
+    n_threads : int
+        1 runs every task in the calling thread.
+    """
+
+    def __init__(self, n_threads):
+        self.n_threads = max(1, int(n_threads))
+        self._pool = None
+        if self.n_threads > 1:
+            self._pool = ThreadPoolExecutor(
+                self.n_threads - 1, thread_name_prefix="skvae"
+            )
+
+    def map(self, fn, args):
+        """``[fn(a) for a in args]``, the first task in the calling thread.
+
+        The other tasks run in the pool, in a copy of the caller's context, so
+        that NumPy's ``errstate`` applies to them too. All tasks have ended
+        when this returns or raises.
+        """
+        if self._pool is None or len(args) < 2:
+            return [fn(a) for a in args]
+        futures = [
+            self._pool.submit(contextvars.copy_context().run, fn, a) for a in args[1:]
+        ]
+        try:
+            first = fn(args[0])
+        finally:
+            # never leave a task writing into shared buffers behind us
+            for future in futures:
+                future.exception()
+        return [first, *(future.result() for future in futures)]
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+SERIAL = Workers(1)
+
+
+@contextmanager
+def threads_for(n_rows, arch, split=True):
+    """Threading for steps (or inference chunks) of ``n_rows`` rows.
+
+    Yields ``(workers, n_shards)``. Small steps run in this thread with
+    single-threaded BLAS. Large ones are split into :data:`N_SHARDS` shards,
+    run on up to that many threads, each with its share of the BLAS threads
+    allowed now; with ``split=False`` they run in this thread with every
+    BLAS thread allowed (for work that must run in order).
+    """
+    n_shards = plan(n_rows, arch)
+    if n_shards == 1:
+        with _controller().limit(limits=1, user_api="blas"):
+            yield SERIAL, 1
+        return
+    if not split:
+        yield SERIAL, 1
+        return
+    budget = _blas_threads()
+    n_threads = min(n_shards, budget)
+    workers = Workers(n_threads)
+    try:
+        with _controller().limit(limits=max(1, budget // n_threads), user_api="blas"):
+            yield workers, n_shards
+    finally:
+        workers.close()
