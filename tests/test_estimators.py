@@ -327,3 +327,38 @@ def test_robust_standardisation_uses_median_and_iqr(Est):
     np.testing.assert_allclose(est.input_scale_, expected)
     # the sparse column's IQR is 0: its scale falls back on the std share
     assert est.input_scale_[2] == pytest.approx(0.35 * X[:, 2].std())
+
+
+@pytest.mark.parametrize("standardize", [True, "robust"])
+def test_scaling_statistics_do_not_depend_on_blocking(standardize, monkeypatch):
+    # column moments and quartiles are computed over blocks of rows (or of
+    # columns) to bound memory; they must equal the whole-array statistics
+    import skvae._base as base
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(301, 7)) * np.logspace(-3, 3, 7) + np.arange(7)
+    X[:, 3] = 5.0  # constant: left unscaled
+    X[0, 0] = np.finfo(np.float64).max / 4  # near the float limit
+    est = VAETransformer(standardize=standardize, max_iter=1, random_state=0)
+    est._fit_scaling(X)
+    mean, scale = est.input_mean_.copy(), est.input_scale_.copy()
+    monkeypatch.setattr(base, "_CHUNK_ELEMENTS", 50)  # blocks of 7 rows or 1 column
+    est._fit_scaling(X)
+    np.testing.assert_allclose(est.input_mean_, mean, rtol=1e-12)
+    np.testing.assert_allclose(est.input_scale_, scale, rtol=1e-12)
+    assert scale[3] == 1.0
+    peak = np.max(np.abs(X), axis=0)
+    Xp = X / peak
+    if standardize is True:
+        np.testing.assert_allclose(mean, Xp.mean(axis=0) * peak, rtol=1e-12)
+        expected = Xp.std(axis=0) * peak
+    else:
+        q1, med, q3 = np.percentile(Xp, [25, 50, 75], axis=0)
+        np.testing.assert_allclose(mean, med * peak, rtol=1e-12)
+        expected = np.maximum(
+            (q3 - q1) / 1.349 * peak,
+            base._ROBUST_MIN_STD_FRACTION * Xp.std(axis=0) * peak,
+        )
+    expected[3] = 1.0
+    np.testing.assert_allclose(scale, expected, rtol=1e-12)
+    assert np.all(np.isfinite(scale))
