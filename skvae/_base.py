@@ -37,6 +37,9 @@ from ._parallel import threads_for
 #: ``transform``, ``score_samples`` and ``sample`` whatever the input size.
 _CHUNK_ELEMENTS = 1 << 21
 
+#: Values per block of the scaling statistics (2 MB in float64).
+_STATS_BLOCK = 1 << 18
+
 #: standardize="robust" keeps each feature's scale at least this share of its
 #: standard deviation (chosen among 0, 0.25, 0.35, 0.5 on the anomaly
 #: benchmark; see benchmarks/README.md)
@@ -54,9 +57,10 @@ def _column_moments(X):
     would overflow otherwise), in float64, over blocks of rows: the memory
     they take does not grow with the number of rows (on 20000 x 784 float32
     data a whole-array float64 computation added about 190 MB to the peak).
+    Blocks hold :data:`_STATS_BLOCK` values.
     """
     n, d = X.shape
-    rows = max(1, _CHUNK_ELEMENTS // max(1, d))
+    rows = max(1, _STATS_BLOCK // max(1, d))
     blocks = [X[i : i + rows] for i in range(0, n, rows)]
     peak = np.zeros(d)
     for block in blocks:
@@ -77,7 +81,7 @@ def _column_moments(X):
 def _column_quartiles(X, peak):
     """Quartiles of each column of ``X / peak``, in float64, by column blocks."""
     n, d = X.shape
-    cols = max(1, _CHUNK_ELEMENTS // max(1, n))
+    cols = max(1, _STATS_BLOCK // max(1, n))
     out = np.empty((3, d))
     for j in range(0, d, cols):
         block = X[:, j : j + cols] / peak[j : j + cols]

@@ -342,7 +342,7 @@ def test_scaling_statistics_do_not_depend_on_blocking(standardize, monkeypatch):
     est = VAETransformer(standardize=standardize, max_iter=1, random_state=0)
     est._fit_scaling(X)
     mean, scale = est.input_mean_.copy(), est.input_scale_.copy()
-    monkeypatch.setattr(base, "_CHUNK_ELEMENTS", 50)  # blocks of 7 rows or 1 column
+    monkeypatch.setattr(base, "_STATS_BLOCK", 50)  # blocks of 7 rows or 1 column
     est._fit_scaling(X)
     np.testing.assert_allclose(est.input_mean_, mean, rtol=1e-12)
     np.testing.assert_allclose(est.input_scale_, scale, rtol=1e-12)
