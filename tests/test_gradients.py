@@ -169,13 +169,13 @@ OBJECTIVE_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(OBJECTIVE_CASES))
-def test_objective_gradient_matches_finite_differences(case):
+def _objective_case(case, n, seed):
+    """Architecture, options, parameters, rows and noise of an objective case."""
     likelihood, variance, activation, hidden, options = OBJECTIVE_CASES[case]
     options = dict(options)
     n_draws = options.pop("n_draws", None)
-    rng = np.random.default_rng(6)
-    n, d, k = 8, 4, 2
+    rng = np.random.default_rng(seed)
+    d, k = 4, 2
     if likelihood == "bernoulli":
         X = rng.uniform(size=(n, d))
     else:
@@ -184,6 +184,12 @@ def test_objective_gradient_matches_finite_differences(case):
     theta = arch.init_params(rng, np.float64)
     theta += 0.1 * rng.normal(size=theta.shape)  # move off the symmetric start
     eps = rng.normal(size=(n, k) if n_draws is None else (n_draws, n, k))
+    return arch, options, theta, X, eps
+
+
+@pytest.mark.parametrize("case", sorted(OBJECTIVE_CASES))
+def test_objective_gradient_matches_finite_differences(case):
+    arch, options, theta, X, eps = _objective_case(case, n=8, seed=6)
     obj = Objective(arch, **options)
     loss, grad = obj(theta, X, eps)
     grad = grad.copy()
@@ -201,19 +207,7 @@ def test_objective_gradient_matches_finite_differences(case):
 def test_shards_give_the_loss_and_gradient_of_the_whole_batch(case, n_shards, threads):
     # what couples the rows (trimming, free bits, the penalty, the mean) must
     # see the whole batch, whether the shards run in turn or on two threads
-    likelihood, variance, activation, hidden, options = OBJECTIVE_CASES[case]
-    options = dict(options)
-    n_draws = options.pop("n_draws", None)
-    rng = np.random.default_rng(7)
-    n, d, k = 11, 4, 2
-    if likelihood == "bernoulli":
-        X = rng.uniform(size=(n, d))
-    else:
-        X = rng.normal(size=(n, d))
-    arch = Architecture(d, k, hidden, activation, likelihood, variance, 1e-2)
-    theta = arch.init_params(rng, np.float64)
-    theta += 0.1 * rng.normal(size=theta.shape)
-    eps = rng.normal(size=(n, k) if n_draws is None else (n_draws, n, k))
+    arch, options, theta, X, eps = _objective_case(case, n=11, seed=7)
     whole = Objective(arch, **options)
     loss, grad = whole(theta, X, eps)
     workers = Workers(threads)
