@@ -6,7 +6,7 @@ leaves every element-wise operation on one core: on the mnist-like benchmark
 that was about 40 % of a step. So large steps are split into two *shards* of
 rows, each run on its own Python thread with single-threaded BLAS, and the
 optimizer's update is split over the same threads. NumPy releases the GIL
-inside its loops and BLAS calls, so both cores stay busy in every phase.
+inside its loops and BLAS calls, so both cores can work in every phase.
 
 How a step is split depends only on the shapes (:func:`plan`), never on the
 machine, so a fit gives the same numbers whether its shards run in parallel
@@ -16,6 +16,7 @@ is limited to one thread).
 
 import contextvars
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -112,6 +113,37 @@ class Workers:
 
 SERIAL = Workers(1)
 
+_LIMIT_LOCK = threading.Lock()
+_limit_users = 0
+_limiter = None
+
+
+@contextmanager
+def _blas_limit(n_threads):
+    """Limit BLAS to ``n_threads`` threads while inside.
+
+    threadpoolctl's limits hold for the whole process. Fits running at the
+    same time in several threads (joblib's threading backend, say), each
+    setting the limit and restoring what it found, could restore out of
+    order and leave BLAS limited for the rest of the process. So the first
+    caller in saves the original limits and the last one out restores them;
+    in between, the latest caller's limit holds.
+    """
+    global _limit_users, _limiter
+    with _LIMIT_LOCK:
+        limiter = _controller().limit(limits=n_threads, user_api="blas")
+        if _limit_users == 0:
+            _limiter = limiter
+        _limit_users += 1
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _limit_users -= 1
+            if _limit_users == 0:
+                _limiter.restore_original_limits()
+                _limiter = None
+
 
 @contextmanager
 def threads_for(n_rows, arch, split=True):
@@ -125,7 +157,7 @@ def threads_for(n_rows, arch, split=True):
     """
     n_shards = plan(n_rows, arch)
     if n_shards == 1:
-        with _controller().limit(limits=1, user_api="blas"):
+        with _blas_limit(1):
             yield SERIAL, 1
         return
     if not split:
@@ -135,7 +167,7 @@ def threads_for(n_rows, arch, split=True):
     n_threads = min(n_shards, budget)
     workers = Workers(n_threads)
     try:
-        with _controller().limit(limits=max(1, budget // n_threads), user_api="blas"):
+        with _blas_limit(max(1, budget // n_threads)):
             yield workers, n_shards
     finally:
         workers.close()

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import skvae._parallel as parallel
 from skvae import AutoencoderTransformer, VAEAnomalyDetector, VAETransformer
@@ -116,3 +116,27 @@ def test_workers_finish_every_task_before_raising():
         assert workers.map(lambda i: i * i, [1, 2, 3]) == [1, 4, 9]
     finally:
         workers.close()
+
+
+def test_overlapping_fits_restore_the_blas_threads():
+    # two fits in two threads may leave their BLAS limits out of order: A in,
+    # B in, A out, B out. The threads BLAS had before must come back.
+    def blas_threads():
+        return [
+            info["num_threads"]
+            for info in threadpool_info()
+            if info["user_api"] == "blas"
+        ]
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        small = {"n_features": 4, "hidden_layer_sizes": (8,), "latent_dim": 2}
+        first = parallel.threads_for(16, small)
+        second = parallel.threads_for(16, small)
+        first.__enter__()
+        second.__enter__()
+        assert set(blas_threads()) == {1}
+        first.__exit__(None, None, None)
+        assert set(blas_threads()) == {1}  # the second fit still runs
+        second.__exit__(None, None, None)
+        assert blas_threads() == before
