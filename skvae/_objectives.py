@@ -40,6 +40,7 @@ from ._network import (
     unpack,
     weight_sq_norm,
 )
+from ._parallel import SERIAL
 
 #: The encoder's log-variance is clipped to this range so that exp() can
 #: neither overflow nor underflow in float32, whatever the input.
@@ -460,9 +461,7 @@ class Objective:
         return loss, grads
 
     def _run(self, fn, jobs):
-        if self.workers is None or len(jobs) < 2:
-            return [fn(job) for job in jobs]
-        return self.workers.map(fn, jobs)
+        return (self.workers or SERIAL).map(fn, jobs)
 
     def _layers(self, theta):
         return self.arch.encoder(theta) + self.arch.decoder(theta)
@@ -690,10 +689,6 @@ class Objective:
         per_feature = np.matmul(ones(d_raw.shape[0], d_raw.dtype), d_raw)
         g[:] = per_feature if g.size == per_feature.size else np.sum(per_feature)
         return d_mean
-
-
-def _map(fn, args):
-    return [fn(a) for a in args]
 
 
 def _concat(parts):
