@@ -38,7 +38,8 @@ class Adam:
     learning_rate : float
         Step size.
     beta_1, beta_2 : float
-        Decay rates of the first- and second-moment estimates.
+        Decay rates of the first- and second-moment estimates, in (0, 1)
+        (the rescaled moments divide by them).
     epsilon : float
         Added to the root of the second moment for numerical stability.
     state : dict or None
@@ -55,6 +56,10 @@ class Adam:
         epsilon=1e-8,
         state=None,
     ):
+        if not (0 < beta_1 < 1 and 0 < beta_2 < 1):
+            raise ValueError(
+                f"beta_1 and beta_2 must be in (0, 1); got {beta_1}, {beta_2}"
+            )
         self.learning_rate = learning_rate
         self.beta_1 = beta_1
         self.beta_2 = beta_2

@@ -63,6 +63,12 @@ def test_adam_stays_textbook_across_rescalings_and_threads():
     np.testing.assert_allclose(opt_serial.v, v, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("betas", [(0.0, 0.999), (0.9, 1.0)])
+def test_adam_rejects_decay_rates_outside_the_open_interval(betas):
+    with pytest.raises(ValueError, match="beta_1 and beta_2"):
+        Adam(np.zeros(3), beta_1=betas[0], beta_2=betas[1])
+
+
 def test_adam_resumes_from_its_state():
     rng = np.random.default_rng(1)
     p = rng.normal(size=50).astype(np.float32)
