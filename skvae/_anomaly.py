@@ -138,6 +138,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
         free_bits=0.0,
         iwae_samples=1,
         standardize="robust",
+        categorical_features="from_dtype",
+        handle_unknown="missing",
         random_state=None,
         verbose=False,
         warm_start=False,
@@ -164,6 +166,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
         self.free_bits = free_bits
         self.iwae_samples = iwae_samples
         self.standardize = standardize
+        self.categorical_features = categorical_features
+        self.handle_unknown = handle_unknown
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start

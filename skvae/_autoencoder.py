@@ -4,6 +4,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseAutoencoder, check_n_samples
+from ._objectives import as_batch
 
 
 class AutoencoderTransformer(BaseAutoencoder):
@@ -52,6 +53,20 @@ class AutoencoderTransformer(BaseAutoencoder):
         standard deviations. Outputs of ``inverse_transform``
         and ``sample`` are in the original units; reconstruction errors are
         measured on the standardised features, so every feature counts alike.
+    categorical_features : "from_dtype", None, array-like of bool, int or str, \
+            default="from_dtype"
+        Which columns are categorical, as in
+        :class:`~sklearn.ensemble.HistGradientBoostingRegressor`.
+        ``"from_dtype"``: the ``category``, ``object``, ``string`` and
+        ``bool`` columns of a pandas DataFrame (no column of an array: small
+        integers are never guessed to be categories). Or a boolean mask,
+        column indices or column names; None for no categorical column.
+        Categorical columns get a categorical (softmax) likelihood over
+        their levels and are one-hot encoded for the encoder.
+    handle_unknown : {"missing", "error"}, default="missing"
+        A level of a categorical column not seen during ``fit``:
+        ``"missing"`` treats the cell as missing (with a warning), ``"error"``
+        raises a ValueError.
     random_state : int, RandomState instance or None, default=None
         Controls initialisation, shuffling and the sampling noise. An int
         gives bit-identical results on the same machine.
@@ -134,6 +149,8 @@ class AutoencoderTransformer(BaseAutoencoder):
         early_stopping=False,
         validation_fraction=0.1,
         standardize=True,
+        categorical_features="from_dtype",
+        handle_unknown="missing",
         random_state=None,
         verbose=False,
         warm_start=False,
@@ -151,11 +168,13 @@ class AutoencoderTransformer(BaseAutoencoder):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.standardize = standardize
+        self.categorical_features = categorical_features
+        self.handle_unknown = handle_unknown
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
 
-    def _likelihood(self):
+    def _default_likelihood(self):
         return "squared_error"
 
     def _after_fit(self, X):
@@ -177,6 +196,8 @@ class AutoencoderTransformer(BaseAutoencoder):
         scores : ndarray of shape (n_samples,)
             ``-mean_j (x_j - xhat_j) ** 2`` over the (standardised, when
             ``standardize``) features; higher means better reconstructed.
+            Categorical columns contribute their cross-entropy (in nats) and
+            missing cells are left out of the mean.
         """
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
@@ -185,9 +206,11 @@ class AutoencoderTransformer(BaseAutoencoder):
         out = np.empty(X.shape[0], dtype=X.dtype)
 
         def score(rows):
-            Xs = self._scale(X[rows])
-            recon = arch.decode_raw(theta, arch.encode(theta, Xs)[0])
-            out[rows] = -arch.neg_log_lik(theta, Xs, recon)[0]
+            batch = as_batch(self._to_batch(self._rows(X, rows)))
+            recon = arch.decode_raw(theta, arch.encode(theta, batch.inputs)[0])
+            out[rows] = -arch.neg_log_lik(theta, batch.targets, recon, mask=batch.mask)[
+                0
+            ]
 
         self._for_chunks(score, X.shape[0], self._widest())
         return out

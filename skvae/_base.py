@@ -17,6 +17,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -29,7 +30,9 @@ from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._objectives import Architecture, Objective
+from . import _columns
+from ._columns import is_dataframe
+from ._objectives import Architecture, Batch, Objective
 from ._optimizers import Adam, minimize_lbfgs
 from ._parallel import threads_for
 
@@ -37,56 +40,9 @@ from ._parallel import threads_for
 #: ``transform``, ``score_samples`` and ``sample`` whatever the input size.
 _CHUNK_ELEMENTS = 1 << 21
 
-#: Values per block of the scaling statistics (2 MB in float64).
-_STATS_BLOCK = 1 << 18
-
-#: standardize="robust" keeps each feature's scale at least this share of its
-#: standard deviation (chosen among 0, 0.25, 0.35, 0.5 on the anomaly
-#: benchmark; see benchmarks/README.md)
-_ROBUST_MIN_STD_FRACTION = 0.35
-
 #: partial_fit computes fitted statistics (latent moments, offset_) on at
 #: most this many rows of each call.
 _STATS_ROWS = 4096
-
-
-def _column_moments(X):
-    """Largest magnitude, mean and standard deviation of each column.
-
-    The moments are computed on ``X / peak`` (values near the float limits
-    would overflow otherwise), in float64, over blocks of rows: the memory
-    they take does not grow with the number of rows (on 20000 x 784 float32
-    data a whole-array float64 computation added about 190 MB to the peak).
-    Blocks hold :data:`_STATS_BLOCK` values.
-    """
-    n, d = X.shape
-    rows = max(1, _STATS_BLOCK // max(1, d))
-    blocks = [X[i : i + rows] for i in range(0, n, rows)]
-    peak = np.zeros(d)
-    for block in blocks:
-        np.maximum(peak, np.max(np.abs(block), axis=0), out=peak)
-    peak[peak == 0] = 1.0
-    total = np.zeros(d)
-    for block in blocks:
-        total += np.sum(block / peak, axis=0, dtype=np.float64)
-    mean = total / n
-    # a second pass over the deviations: exact, unlike sum(x^2) - n mean^2
-    sq = np.zeros(d)
-    for block in blocks:
-        dev = block / peak - mean
-        sq += np.einsum("ij,ij->j", dev, dev)
-    return peak, mean * peak, np.sqrt(sq / n) * peak
-
-
-def _column_quartiles(X, peak):
-    """Quartiles of each column of ``X / peak``, in float64, by column blocks."""
-    n, d = X.shape
-    cols = max(1, _STATS_BLOCK // max(1, n))
-    out = np.empty((3, d))
-    for j in range(0, d, cols):
-        block = X[:, j : j + cols] / peak[j : j + cols]
-        out[:, j : j + cols] = np.percentile(block, [25, 50, 75], axis=0)
-    return out
 
 
 class TrainingDivergedError(ValueError, ArithmeticError):
@@ -122,8 +78,86 @@ def check_n_samples(n_samples):
     return int(n_samples)
 
 
+class _ArraySource:
+    """Training rows of a fully observed numeric array: each batch is gathered
+    and standardised in a preallocated buffer, by each shard for its rows, so
+    the data are never copied whole."""
+
+    def __init__(self, X, shift, inv_scale):
+        self.X, self.shift, self.inv_scale = X, shift, inv_scale
+        self.n = X.shape[0]
+
+    def buffer(self, size):
+        return np.empty((size, self.X.shape[1]), dtype=self.X.dtype)
+
+    def batch(self, buf, idx):
+        X, shift, inv_scale = self.X, self.shift, self.inv_scale
+
+        def fill(rows):
+            part = np.take(X, idx[rows], axis=0, out=buf[rows])
+            if shift is not None:
+                part -= shift
+                part *= inv_scale
+
+        return buf, fill
+
+
+class _BatchSource:
+    """Training rows already encoded as a :class:`Batch` (categorical columns,
+    missing cells): batches are gathered into preallocated buffers."""
+
+    def __init__(self, data):
+        self.data = data
+        self.n = data.targets.shape[0]
+
+    def buffer(self, size):
+        E, T, M = self.data
+        inputs = np.empty((size, E.shape[1]), dtype=E.dtype)
+        targets = inputs if T is E else np.empty((size, T.shape[1]), dtype=T.dtype)
+        mask = None if M is None else np.empty((size, M.shape[1]), dtype=M.dtype)
+        return Batch(inputs, targets, mask)
+
+    def batch(self, buf, idx):
+        E, T, M = self.data
+
+        def fill(rows):
+            np.take(E, idx[rows], axis=0, out=buf.inputs[rows])
+            if T is not E:
+                np.take(T, idx[rows], axis=0, out=buf.targets[rows])
+            if M is not None:
+                np.take(M, idx[rows], axis=0, out=buf.mask[rows])
+
+        return buf, fill
+
+
+class _SparseSource:
+    """Training rows of a sparse matrix: the encoder multiplies the batch as
+    a sparse matrix; the likelihood scores its dense copy."""
+
+    def __init__(self, X, inv_scale):
+        self.X, self.inv_scale = X, inv_scale
+        self.n = X.shape[0]
+
+    def buffer(self, size):
+        return None
+
+    def batch(self, buf, idx):
+        return _scaled_sparse_batch(self.X[idx], self.inv_scale), None
+
+
+def _scaled_sparse_batch(X, inv_scale):
+    E = X.astype(X.dtype, copy=True)
+    E.data *= inv_scale[E.indices]
+    return Batch(E, E.toarray(), None)
+
+
 class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Shared machinery of the skvae estimators; not for direct use."""
+    """Shared machinery of the skvae estimators; not for direct use.
+
+    Subclasses declare their parameters and say, through the hooks below,
+    what their loss is (:meth:`_default_likelihood`, :meth:`_training_options`)
+    and what they compute after training (:meth:`_after_fit`).
+    """
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": [
@@ -145,6 +179,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "standardize": ["boolean", StrOptions({"robust"})],
+        "categorical_features": ["array-like", StrOptions({"from_dtype"}), None],
+        "handle_unknown": [StrOptions({"missing", "error"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
@@ -152,9 +188,13 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     # -- what subclasses decide ----------------------------------------------
 
-    def _likelihood(self):
-        """``"squared_error"`` for the autoencoder, else the VAE's likelihood."""
+    def _default_likelihood(self):
+        """``"squared_error"`` for the autoencoder, ``"gaussian"`` for the VAEs."""
         raise NotImplementedError
+
+    def _likelihood(self):
+        """The numeric columns' likelihood: a name, or a per-column dict."""
+        return self._default_likelihood()
 
     def _training_options(self):
         """Objective options: beta, free bits, warm-up epochs."""
@@ -167,50 +207,147 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         }
 
     def _after_fit(self, X):
-        """Hook for fitted statistics that need the training rows."""
+        """Hook for fitted statistics that need the training rows (codes)."""
 
     # -- input handling --------------------------------------------------------
 
     def _check_X(self, X, reset):
-        X = validate_data(
-            self, X, dtype=[np.float64, np.float32], reset=reset, copy=False
+        """Validate rows and return them as codes (see :mod:`skvae._columns`).
+
+        A float array (NaN on missing cells; categorical columns hold level
+        indices), or a CSR matrix for sparse input. With ``reset`` the
+        columns' types, levels and likelihoods are learned from ``X``.
+        """
+        if sp.issparse(X):
+            X = validate_data(
+                self,
+                X,
+                accept_sparse="csr",
+                dtype=[np.float64, np.float32],
+                reset=reset,
+            )
+            if reset:
+                if np.any(_columns.categorical_mask(X, self._categorical(), None)):
+                    raise ValueError(
+                        "Sparse input cannot have categorical columns: one-hot "
+                        "encode them (the sparse matrix is then numeric), or "
+                        "pass a DataFrame."
+                    )
+                self._fit_layout(X, np.zeros(X.shape[1], dtype=bool), None)
+            self._check_support(X)
+            return X
+        frame = is_dataframe(X)
+        if frame:
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            names = np.asarray(X.columns, dtype=object)
+            if reset:
+                mask = _columns.categorical_mask(X, self._categorical(), names)
+                self._fit_layout(X, mask, names)
+                self._layout_["frame"] = _columns.frame_info(X)
+            dtype = _columns.frame_dtype(X, self._layout_["is_categorical"])
+        else:
+            mask = None
+            if reset:
+                spec = self._categorical()
+                if spec is None or isinstance(spec, str):  # no column of an array
+                    mask = np.zeros(_n_columns(X), dtype=bool)
+                else:
+                    X = check_array(X, dtype=None, ensure_all_finite=False)
+                    mask = _columns.categorical_mask(X, spec, None)
+            categorical = (
+                np.any(mask) if reset else np.any(self._layout_["is_categorical"])
+            )
+            if not categorical:
+                X = validate_data(
+                    self,
+                    X,
+                    dtype=[np.float64, np.float32],
+                    ensure_all_finite="allow-nan",
+                    reset=reset,
+                )
+                if reset:
+                    self._fit_layout(X, mask, None)
+                    self._layout_["frame"] = None
+                self._check_support(X)
+                return X
+            X = validate_data(self, X, dtype=None, ensure_all_finite=False, reset=reset)
+            names = None
+            if reset:
+                self._fit_layout(X, mask, None)
+                self._layout_["frame"] = None
+            dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+        C = _columns.to_codes(
+            X, self._layout_, dtype, self.handle_unknown, None if not frame else names
         )
-        if self._likelihood() == "bernoulli" and (X.min() < 0 or X.max() > 1):
+        C = check_array(C, ensure_all_finite="allow-nan", dtype=None)
+        self._check_support(C)
+        return C
+
+    def _categorical(self):
+        return getattr(self, "categorical_features", "from_dtype")
+
+    def _fit_layout(self, X, is_categorical, names):
+        layout = _columns.fit_columns(
+            X, is_categorical, self._likelihood(), self._default_likelihood(), names
+        )
+        layout["n_indicators"] = None  # decided by _fit, from the training rows
+        layout["frame"] = None
+        self._layout_ = layout
+        self.is_categorical_ = layout["is_categorical"].copy()
+        self.categories_ = [c.copy() for c in layout["categories"]]
+
+    def _check_support(self, C):
+        """Values outside a likelihood's support (Bernoulli needs [0, 1])."""
+        cols = [
+            j
+            for j, lik in enumerate(self._layout_["likelihoods"])
+            if lik == "bernoulli"
+        ]
+        if not cols or C.shape[0] == 0:
+            return
+        values = C[:, cols]
+        if sp.issparse(values):
+            values = values.toarray()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo, hi = np.nanmin(values), np.nanmax(values)
+        if lo < 0 or hi > 1:
             raise ValueError(
                 "likelihood='bernoulli' needs data in [0, 1]; got values in "
-                f"[{X.min():.4g}, {X.max():.4g}]. Scale the data (for example "
+                f"[{lo:.4g}, {hi:.4g}]. Scale the data (for example "
                 "with MinMaxScaler) or use likelihood='gaussian'."
             )
-        return X
 
-    def _uses_scaling(self):
-        return self.standardize and self._likelihood() != "bernoulli"
+    def _scaled_columns(self):
+        """Columns whose likelihood works on standardised values."""
+        return np.array(
+            [
+                lik in ("gaussian", "squared_error")
+                for lik in self._layout_["likelihoods"]
+            ],
+            dtype=bool,
+        )
 
     def _fit_scaling(self, X):
-        n_features = X.shape[1]
-        if self._uses_scaling():
-            peak, mean, scale = _column_moments(X)
-            if self.standardize == "robust":
-                # median and normal-consistent interquartile range: outliers
-                # in the training rows do not stretch the scale of the rest.
-                # The scale is kept above a share of the standard deviation,
-                # so that sparse features (IQR near 0) are not blown up
-                q1, med, q3 = _column_quartiles(X, peak)
-                iqr = (q3 - q1) / 1.349 * peak
-                mean = med * peak
-                scale = np.maximum(iqr, _ROBUST_MIN_STD_FRACTION * scale)
-            # constant (or nearly) features: leave them unscaled, as
-            # StandardScaler does, instead of dividing by ~0
-            tiny = scale < 10 * np.finfo(X.dtype).eps * np.maximum(np.abs(mean), 1.0)
-            scale[tiny] = 1.0
-        else:
-            mean = np.zeros(n_features)
-            scale = np.ones(n_features)
-        self.input_mean_ = mean
-        self.input_scale_ = scale
+        self.input_mean_, self.input_scale_ = _columns.fit_scaling(
+            X, self._scaled_columns(), self.standardize
+        )
+
+    def _fast_path(self):
+        """Whether rows are their own encoder inputs and targets: dense,
+        numeric, one likelihood, no missingness indicators."""
+        layout = self._layout_
+        return (
+            not np.any(layout["is_categorical"])
+            and len(layout["groups"]) == 1
+            and layout["n_indicators"] == 0
+        )
+
+    def _uses_scaling(self):
+        return bool(np.any(self.input_scale_ != 1) or np.any(self.input_mean_ != 0))
 
     def _scale(self, X, out=None):
-        """Standardise rows (into ``out`` if given; ``out`` may be ``X``)."""
+        """Standardise fully observed numeric rows (into ``out`` if given)."""
         if not self._uses_scaling():
             return X if out is None else out
         dtype = X.dtype
@@ -218,17 +355,32 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         out /= self.input_scale_.astype(dtype)
         return out
 
-    def _unscale(self, Xs):
-        if not self._uses_scaling():
-            return Xs
-        dtype = Xs.dtype
-        Xs *= self.input_scale_.astype(dtype)
-        Xs += self.input_mean_.astype(dtype)
-        return Xs
+    def _to_batch(self, C):
+        """Codes (dense or sparse) -> what the network takes: an array of
+        standardised rows when they are their own inputs, else a Batch."""
+        if sp.issparse(C):
+            return _scaled_sparse_batch(C, (1.0 / self.input_scale_).astype(C.dtype))
+        if self._fast_path() and not np.isnan(C).any():
+            return self._scale(C)
+        return _columns.encode(
+            C, self._layout_, self.input_mean_, self.input_scale_, C.dtype
+        )
 
-    def _log_scale_sum(self):
-        """log |det| of the scaling: converts densities to input units."""
-        return float(np.sum(np.log(self.input_scale_)))
+    def _log_scale(self, batch):
+        """log |det| of the scaling over each row's observed cells: converts
+        densities of standardised values to densities of the input."""
+        mask = batch.mask if isinstance(batch, Batch) else None
+        return _columns.log_scale_per_row(mask, self._layout_, self.input_scale_)
+
+    def _from_internal(self, V):
+        """Values in the internal order and scaling -> the user's columns."""
+        return _columns.from_internal(
+            V,
+            self._layout_,
+            self.input_mean_,
+            self.input_scale_,
+            self._layout_.get("frame"),
+        )
 
     # -- architecture and parameters -------------------------------------------
 
@@ -253,14 +405,21 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _new_architecture(self, n_samples, n_features):
         hidden, latent_dim = self._network_shape(n_samples, n_features)
+        layout = self._layout_
+        groups = [[name, n, dict(opts)] for name, n, opts in layout["groups"]]
         return {
             "n_features": n_features,
             "latent_dim": latent_dim,
             "hidden_layer_sizes": hidden,
             "activation": self.activation,
-            "likelihood": self._likelihood(),
+            "likelihood": self._default_likelihood()
+            if isinstance(self._likelihood(), dict)
+            else self._likelihood(),
             "decoder_variance": getattr(self, "decoder_variance", "feature"),
             "variance_floor": 1e-3,
+            "table": groups,
+            "n_inputs": _columns.n_inputs(layout),
+            "n_indicators": layout["n_indicators"],
         }
 
     def _params_for(self, dtype):
@@ -274,8 +433,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Training data. NaN marks missing cells (and None or ``pd.NA`` in
+            categorical columns); training uses the observed cells.
         y : None
             Ignored; present for API consistency.
 
@@ -291,13 +451,14 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def partial_fit(self, X, y=None):
         """Run one epoch of Adam over ``X``, starting or continuing training.
 
-        The first call sets the input scaling and initialises the network;
-        later calls continue from where the last one stopped (the Adam moments
-        are kept). Only ``solver="adam"`` supports it.
+        The first call sets the columns' types and levels, the input scaling,
+        and initialises the network; later calls continue from where the last
+        one stopped (the Adam moments are kept). Only ``solver="adam"``
+        supports it.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
             Training data.
         y : None
             Ignored; present for API consistency.
@@ -320,6 +481,18 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         rng = check_random_state(self.random_state)
         dtype = X.dtype
         fresh = not hasattr(self, "params_") or not (incremental or self.warm_start)
+        layout = self._layout_
+        if layout["n_indicators"] is None:
+            # the encoder sees which numeric cells are missing when the
+            # training rows have any (a missing categorical cell is an
+            # all-zero one-hot); a warm start keeps the indicators it has
+            has_missing = not sp.issparse(X) and bool(np.isnan(X).any())
+            n_cat = int(np.sum(layout["is_categorical"]))
+            old = getattr(self, "_architecture_", {}).get("n_indicators", 0)
+            keep = not fresh and old == X.shape[1] - n_cat
+            layout["n_indicators"] = (X.shape[1] - n_cat) if has_missing or keep else 0
+        if not fresh and self._new_architecture(*X.shape) != self._architecture_:
+            fresh = True  # warm start on data with other columns or levels
         if fresh:
             self._fit_scaling(X)
             self._architecture_ = self._new_architecture(*X.shape)
@@ -389,6 +562,17 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         if opts["kl_warmup"]:
             objective.beta = opts["beta"] * min(1.0, (epoch + 1) / opts["kl_warmup"])
 
+    def _source(self, X):
+        """Where the training loop gathers its batches from."""
+        if sp.issparse(X):
+            return _SparseSource(X, (1.0 / self.input_scale_).astype(X.dtype))
+        if self._fast_path() and not np.isnan(X).any():
+            scaling = self._uses_scaling()
+            shift = self.input_mean_.astype(X.dtype) if scaling else None
+            inv_scale = (1.0 / self.input_scale_).astype(X.dtype)
+            return _ArraySource(X, shift, inv_scale)
+        return _BatchSource(self._to_batch(X))
+
     def _fit_adam(self, X, objective, workers, gen, rng, incremental):
         arch = objective.arch
         theta = self.params_
@@ -396,71 +580,71 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         early_stopping = self.early_stopping and not incremental
         if early_stopping:
             X, X_val, eps_val = self._validation_split(X, rng, gen)
-        n = X.shape[0]
+        self._curve_shift = self._mean_log_scale(X)
+        source = self._source(X)
+        n = source.n
         batch_size = self._batch_size(n)
         optimizer = Adam(theta, self.learning_rate_init, state=self._optimizer_state)
         # per-batch work arrays, allocated once: the rows of a batch are
-        # gathered into them with np.take, and the noise drawn into them
+        # gathered into them, and the noise drawn into them
         n_full, rest = divmod(n, batch_size)
         sizes = [batch_size] * n_full + ([rest] if rest else [])
-        x_buf = {s: np.empty((s, X.shape[1]), dtype=dtype) for s in set(sizes)}
+        x_buf = {s: source.buffer(s) for s in set(sizes)}
         eps_buf = {s: np.empty(self._noise_shape(s), dtype=dtype) for s in set(sizes)}
-        n_epochs = 1 if incremental else self._epochs(X.shape[0])
-        scaling = self._uses_scaling()
-        shift = self.input_mean_.astype(dtype)
-        inv_scale = (1.0 / self.input_scale_).astype(dtype)
+        n_epochs = 1 if incremental else self._epochs(n)
         start = time.perf_counter()
         stopped_early = False
         best_params = None
-        for _ in range(n_epochs):
-            self._warmup_beta(objective, self.n_iter_)
-            perm = gen.permutation(n)
-            total = recon = kl = 0.0
-            begin = 0
-            for size in sizes:
-                xb, eb = x_buf[size], eps_buf[size]
-                if arch.is_vae:
-                    gen.standard_normal(out=eb, dtype=dtype)
-
-                def fill(rows, xb=xb, idx=perm[begin : begin + size]):
-                    # gather and standardise the batch in its own buffer, by
-                    # each shard for its rows: the data are never copied whole
-                    part = np.take(X, idx[rows], axis=0, out=xb[rows])
-                    if scaling:
-                        part -= shift
-                        part *= inv_scale
-
-                begin += size
-                loss, grads = objective.loss_and_grads(theta, xb, eb, fill=fill)
-                if not np.isfinite(loss):
-                    self._diverged(loss)
-                optimizer.update(theta, grads, workers)
-                total += loss * size
-                recon += objective.parts[0] * size
-                kl += objective.parts[1] * size
-            self.n_iter_ += 1
-            self._record_epoch(total / n, recon / n, kl / n)
-            if not np.all(np.isfinite(theta)):
-                self._diverged(np.nan)
-            val_score = None
-            if early_stopping:
-                val_score = self._validation_score(objective, theta, X_val, eps_val)
-            if self.verbose:
-                self._print_progress(time.perf_counter() - start, val_score)
-            improved = self._update_no_improvement(val_score)
-            if early_stopping and improved:
-                best_params = theta.copy()
-            if incremental:
-                break
-            if self._no_improvement_count > self.n_iter_no_change:
-                stopped_early = True
+        # what a KeyboardInterrupt falls back on: the last complete epoch
+        kept = (theta.copy(), _copy_state(optimizer.state()), self.n_iter_)
+        try:
+            for _ in range(n_epochs):
+                self._warmup_beta(objective, self.n_iter_)
+                perm = gen.permutation(n)
+                total = recon = kl = 0.0
+                begin = 0
+                for size in sizes:
+                    eb = eps_buf[size]
+                    if arch.is_vae:
+                        gen.standard_normal(out=eb, dtype=dtype)
+                    xb, fill = source.batch(x_buf[size], perm[begin : begin + size])
+                    begin += size
+                    loss, grads = objective.loss_and_grads(theta, xb, eb, fill=fill)
+                    if not np.isfinite(loss):
+                        self._diverged(loss)
+                    optimizer.update(theta, grads, workers)
+                    total += loss * size
+                    recon += objective.parts[0] * size
+                    kl += objective.parts[1] * size
+                self.n_iter_ += 1
+                self._record_epoch(total / n, recon / n, kl / n)
+                if not np.all(np.isfinite(theta)):
+                    self._diverged(np.nan)
+                val_score = None
+                if early_stopping:
+                    val_score = self._validation_score(objective, theta, X_val, eps_val)
                 if self.verbose:
-                    what = "Validation score" if early_stopping else "Training loss"
-                    print(
-                        f"{what} did not improve more than tol={self.tol} for "
-                        f"{self.n_iter_no_change} consecutive epochs. Stopping."
-                    )
-                break
+                    self._print_progress(time.perf_counter() - start, val_score)
+                improved = self._update_no_improvement(val_score)
+                if early_stopping and improved:
+                    best_params = theta.copy()
+                kept = (theta.copy(), _copy_state(optimizer.state()), self.n_iter_)
+                if incremental:
+                    break
+                if self._no_improvement_count > self.n_iter_no_change:
+                    stopped_early = True
+                    if self.verbose:
+                        what = "Validation score" if early_stopping else "Training loss"
+                        print(
+                            f"{what} did not improve more than tol={self.tol} for "
+                            f"{self.n_iter_no_change} consecutive epochs. Stopping."
+                        )
+                    break
+        except KeyboardInterrupt:
+            theta[:] = kept[0] if best_params is None else best_params
+            self._optimizer_state = kept[1]
+            self._interrupted(kept[2], best_params is not None)
+            return
         self._optimizer_state = optimizer.state()
         if early_stopping and best_params is not None:
             theta[:] = best_params
@@ -472,15 +656,37 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 stacklevel=3,
             )
 
+    def _interrupted(self, epoch, best):
+        # the loss curves end at the last complete epoch, as the parameters do
+        for curve in (self.loss_curve_, self.reconstruction_curve_, self.kl_curve_):
+            del curve[epoch:]
+        if self.validation_scores_ is not None:
+            del self.validation_scores_[epoch:]
+        self.n_iter_ = epoch
+        what = "best validation score" if best else "last complete epoch"
+        warnings.warn(
+            f"Training interrupted (KeyboardInterrupt) after {epoch} epochs: the "
+            f"estimator keeps the parameters of the {what} and can be used, or "
+            "trained further with partial_fit or warm_start=True.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+    def _mean_log_scale(self, X):
+        """Mean over rows of the scaling's log-determinant on observed cells."""
+        if self._default_likelihood() == "squared_error":
+            return 0.0
+        log_scale = np.log(self.input_scale_)
+        if sp.issparse(X) or not np.isnan(X).any():
+            return float(np.sum(log_scale))
+        observed = np.mean(~np.isnan(X), axis=0)
+        return float(observed @ log_scale)
+
     def _record_epoch(self, loss, recon, kl):
         # the VAE's negative log-likelihoods are computed on standardised
         # features; shifted by log|det| of the scaling, the curves are in
         # nats of the input data, comparable with -score_samples
-        shift = (
-            self._log_scale_sum()
-            if self._architecture_["likelihood"] != "squared_error"
-            else 0.0
-        )
+        shift = getattr(self, "_curve_shift", 0.0)
         self.loss_curve_.append(loss + shift)
         self.reconstruction_curve_.append(recon + shift)
         self.kl_curve_.append(kl)
@@ -511,7 +717,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return improved
 
     def _validation_split(self, X, rng, gen):
-        """Training rows, standardised validation rows and their fixed noise."""
+        """Training rows, encoded validation rows and their fixed noise."""
         X, X_val = train_test_split(
             X, test_size=self.validation_fraction, random_state=rng
         )
@@ -522,7 +728,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             )
         k = self._architecture_["latent_dim"]
         eps_val = gen.standard_normal((X_val.shape[0], k), dtype=X.dtype)
-        return X, self._scale(X_val), eps_val
+        return X, self._to_batch(X_val), eps_val
 
     def _validation_score(self, objective, theta, X_val, eps_val):
         """The ELBO (or minus the error) of the held-out rows, recorded.
@@ -531,8 +737,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         objective(theta, X_val, eps_val, need_grad=False)
         score = -sum(objective.parts)
-        if self._architecture_["likelihood"] != "squared_error":
-            score -= self._log_scale_sum()
+        if self._default_likelihood() != "squared_error":
+            score -= float(np.mean(self._log_scale(X_val)))
         self.validation_scores_.append(score)
         return score
 
@@ -540,12 +746,14 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         objective.beta = self._training_options()["beta"]
         if self.early_stopping:
             X, X_val, eps_val = self._validation_split(X, rng, gen)
-        Xs = self._scale(X)
+        self._curve_shift = self._mean_log_scale(X)
+        Xs = self._to_batch(X)
+        n_rows = X.shape[0]
         # one draw of the noise, held fixed: the objective is deterministic,
         # as a quasi-Newton line search needs
-        eps = gen.standard_normal(self._noise_shape(Xs.shape[0]), dtype=Xs.dtype)
+        eps = gen.standard_normal(self._noise_shape(n_rows), dtype=X.dtype)
         start = time.perf_counter()
-        max_iter = self._epochs(Xs.shape[0])
+        max_iter = self._epochs(n_rows)
         last = {}
         best = {}
 
@@ -558,6 +766,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
         def on_iteration(loss, x):
             self.n_iter_ += 1
+            last["x"] = x.copy()
             self._record_epoch(loss, *last["parts"])
             if not self.early_stopping:
                 self._update_no_improvement(None)
@@ -575,9 +784,18 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             if self._no_improvement_count > self.n_iter_no_change:
                 raise StopIteration
 
-        result = minimize_lbfgs(
-            fun, self.params_, max_iter, self.tol, callback=on_iteration
-        )
+        start_params = self.params_.copy()
+        try:
+            result = minimize_lbfgs(
+                fun, self.params_, max_iter, self.tol, callback=on_iteration
+            )
+        except KeyboardInterrupt:
+            # the line search leaves trial points in params_: go back to the
+            # best (or last accepted) iterate
+            fallback = best.get("params", last.get("x", start_params))
+            self.params_[:] = fallback
+            self._interrupted(self.n_iter_, "params" in best)
+            return
         if "params" in best:
             self.params_[:] = best["params"]
         if not np.all(np.isfinite(self.params_)):
@@ -591,16 +809,18 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             )
 
     def _diverged(self, loss):
+        last = [v for v in self.loss_curve_ if np.isfinite(v)]
+        last_msg = f" (last finite loss {last[-1]:.6g})" if last else ""
         raise TrainingDivergedError(
             f"Training diverged: the loss became {loss} at epoch "
-            f"{self.n_iter_ + 1}. Lower learning_rate_init (now "
+            f"{self.n_iter_ + 1}{last_msg}. Lower learning_rate_init (now "
             f"{self.learning_rate_init}), raise alpha, or check the data "
             "for extreme values (standardize=True scales each feature)."
         )
 
     def _print_progress(self, elapsed, val_score):
         msg = f"Iteration {self.n_iter_}, loss = {self.loss_curve_[-1]:.6f}"
-        if self._architecture_["likelihood"] != "squared_error":
+        if self._default_likelihood() != "squared_error":
             msg += (
                 f" (reconstruction = {self.reconstruction_curve_[-1]:.6f}, "
                 f"KL = {self.kl_curve_[-1]:.6f})"
@@ -638,43 +858,57 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             workers.map(run, [g for g in groups if g])
 
     def _widest(self):
-        arch = self._architecture_
+        arch = self._architecture()
         return max(
-            arch["n_features"] * 2,
-            arch["latent_dim"] * 2,
-            *arch["hidden_layer_sizes"],
+            arch.n_inputs,
+            arch.table.n_outputs,
+            arch.latent_dim * 2,
+            *arch.hidden,
         )
 
+    def _rows(self, C, rows):
+        """Codes of some rows, dense."""
+        part = C[rows]
+        return part.toarray() if sp.issparse(part) else part
+
     def _encode(self, X):
-        """Scaled rows -> code (AE) or posterior mean (VAE), in chunks."""
+        """Codes -> code (AE) or posterior mean (VAE), in chunks."""
         arch = self._architecture()
         theta = self._params_for(X.dtype)
         out = np.empty((X.shape[0], arch.latent_dim), dtype=X.dtype)
 
         def encode(rows):
-            out[rows] = arch.encode(theta, self._scale(X[rows]))[0]
+            batch = self._to_batch(self._rows(X, rows))
+            inputs = batch.inputs if isinstance(batch, Batch) else batch
+            out[rows] = arch.encode(theta, inputs)[0]
 
         self._for_chunks(encode, X.shape[0], self._widest())
         return out
 
-    def _decode(self, Z):
+    def _decode(self, Z, gen=None):
+        """Codes -> rows in the user's columns: the decoder's mean, or with a
+        generator ``gen`` one draw from p(x | z)."""
         arch = self._architecture()
         theta = self._params_for(Z.dtype)
         out = np.empty((Z.shape[0], arch.n_features), dtype=Z.dtype)
 
         def decode(rows):
-            out[rows] = arch.decode_mean(theta, Z[rows])
+            if gen is None:
+                out[rows] = arch.decode_mean(theta, Z[rows])
+            else:
+                out[rows] = arch.decode_sample(theta, Z[rows], gen)
 
-        self._for_chunks(decode, Z.shape[0], self._widest())
-        return self._unscale(out)
+        # draws come from one generator, in order
+        self._for_chunks(decode, Z.shape[0], self._widest(), in_order=gen is not None)
+        return self._from_internal(out)
 
     def transform(self, X):
         """Encode ``X`` to the latent space.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows to encode.
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Rows to encode; missing cells are allowed.
 
         Returns
         -------
@@ -696,9 +930,11 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
         Returns
         -------
-        X_original : ndarray of shape (n_samples, n_features)
+        X_original : ndarray or DataFrame of shape (n_samples, n_features)
             The decoder's output (mean of p(x | z) for the VAEs; for the
-            Bernoulli likelihood, probabilities in [0, 1]).
+            Bernoulli likelihood, probabilities in [0, 1]; for categorical
+            columns, the most probable level). A DataFrame with the training
+            columns and dtypes when the model was fitted on one.
         """
         check_is_fitted(self)
         Z = check_array(X, dtype=[np.float64, np.float32])
@@ -718,7 +954,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
             Rows to score.
         y : None
             Ignored.
@@ -743,4 +979,21 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.allow_nan = True
+        tags.input_tags.sparse = True
+        tags.input_tags.categorical = True
         return tags
+
+
+def _n_columns(X):
+    """Columns of a 2-D array-like (0 otherwise: validation then says why)."""
+    shape = getattr(X, "shape", None)
+    if shape is None:
+        shape = np.shape(np.asarray(X, dtype=object))
+    return shape[1] if len(shape) == 2 else 0
+
+
+def _copy_state(state):
+    if state is None:
+        return None
+    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in state.items()}

@@ -76,7 +76,7 @@ def variance_from_raw(r, floor):
     return softplus(r) + r.dtype.type(floor)
 
 
-def gaussian_nll(X, mean, raw_var, floor, need_grad=True):
+def gaussian_nll(X, mean, raw_var, floor, need_grad=True, mask=None):
     """Negative log-density of ``X`` under ``N(mean, softplus(raw_var) + floor)``.
 
     Parameters
@@ -93,6 +93,10 @@ def gaussian_nll(X, mean, raw_var, floor, need_grad=True):
         Lower bound of the variance.
     need_grad : bool, default=True
         Whether to compute the gradients.
+    mask : ndarray of shape (n_rows, n_features) or None, default=None
+        1 on observed cells and 0 on missing ones (in the dtype of ``X``):
+        the density is that of the observed cells, and missing cells get no
+        gradient. None means every cell is observed.
 
     Returns
     -------
@@ -113,6 +117,21 @@ def gaussian_nll(X, mean, raw_var, floor, need_grad=True):
     sq = np.multiply(diff, d_mean)  # (m - x)^2 / v
     n_features = X.shape[-1]
     log_var = np.log(var)
+    if mask is not None:
+        el = np.add(sq, log_var)
+        el += dtype(LOG_2PI)
+        el *= mask
+        nll = np.matmul(el, ones(n_features, X.dtype))
+        nll *= dtype(0.5)
+        if not need_grad:
+            return nll, None, None
+        d_mean *= mask
+        d_raw = np.subtract(1, sq, out=sq)
+        d_raw *= inv_var
+        sig *= dtype(0.5)
+        d_raw *= sig
+        d_raw *= mask
+        return nll, d_mean, d_raw
     if log_var.ndim >= 2:
         sq_log = np.add(sq, log_var)
         nll = np.matmul(sq_log, ones(n_features, X.dtype))
@@ -132,7 +151,7 @@ def gaussian_nll(X, mean, raw_var, floor, need_grad=True):
     return nll, d_mean, d_raw
 
 
-def bernoulli_nll(X, logits, need_grad=True):
+def bernoulli_nll(X, logits, need_grad=True, mask=None):
     """Negative log-probability of ``X`` in [0, 1] under Bernoulli(sigmoid(logits)).
 
     For ``x`` strictly between 0 and 1 this is the binary cross-entropy that
@@ -148,15 +167,23 @@ def bernoulli_nll(X, logits, need_grad=True):
     """
     el, d_logits = softplus_sigmoid(logits, need_grad)
     el -= X * logits
+    if mask is not None:
+        el *= mask
     nll = np.matmul(el, ones(X.shape[-1], X.dtype))
     if not need_grad:
         return nll, None
     d_logits -= X
+    if mask is not None:
+        d_logits *= mask
     return nll, d_logits
 
 
-def squared_error(X, recon, need_grad=True):
+def squared_error(X, recon, need_grad=True, mask=None):
     """Mean squared error over features, per row, for the deterministic autoencoder.
+
+    With a ``mask``, the squared errors of the observed cells are summed, not
+    averaged: :class:`LikelihoodTable` divides by the number of observed
+    cells of each row, over all column groups.
 
     Returns
     -------
@@ -166,9 +193,397 @@ def squared_error(X, recon, need_grad=True):
         Gradient of ``err.sum()`` with respect to ``recon``.
     """
     diff = np.subtract(recon, X)
-    n_features = X.shape[1]
-    err = np.einsum("ij,ij->i", diff, diff) / X.dtype.type(n_features)
+    if mask is not None:
+        diff *= mask
+        err = np.einsum("...j,...j->...", diff, diff)
+        if not need_grad:
+            return err, None
+        diff *= X.dtype.type(2.0)
+        return err, diff
+    n_features = X.shape[-1]
+    err = np.einsum("...j,...j->...", diff, diff) / X.dtype.type(n_features)
     if not need_grad:
         return err, None
     diff *= X.dtype.type(2.0 / n_features)
     return err, diff
+
+
+def _segment_softmax_parts(logits, starts, sizes):
+    """Shifted logits, their exponentials and the per-segment sums.
+
+    The columns of ``logits`` are cut into segments (one per categorical
+    column) beginning at ``starts``; each segment is shifted by its maximum
+    so that ``exp`` cannot overflow.
+    """
+    peak = np.maximum.reduceat(logits, starts, axis=-1)
+    shifted = logits - np.repeat(peak, sizes, axis=-1)
+    e = np.exp(shifted)
+    total = np.add.reduceat(e, starts, axis=-1)
+    return shifted, e, total
+
+
+def categorical_nll(codes, logits, starts, sizes, need_grad=True, mask=None):
+    """Negative log-probability of category codes under per-column softmaxes.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (..., n_columns)
+        Level index of each cell (as floats or integers; any valid index on
+        missing cells).
+    logits : ndarray of shape (..., sum(sizes))
+        Decoder output: the logits of column ``j`` are
+        ``logits[..., starts[j] : starts[j] + sizes[j]]``.
+    starts, sizes : ndarray of int
+        Where each column's logits begin, and how many levels it has.
+    need_grad : bool, default=True
+        Whether to compute the gradient.
+    mask : ndarray of shape (..., n_columns) or None, default=None
+        1 on observed cells, 0 on missing ones.
+
+    Returns
+    -------
+    nll : ndarray of shape (...,)
+        ``sum_j logsumexp(l_j) - l_j[code_j]`` over the observed columns.
+    d_logits : ndarray like ``logits`` or None
+        ``softmax(l_j) - onehot(code_j)`` on observed columns, 0 elsewhere.
+    """
+    shifted, e, total = _segment_softmax_parts(logits, starts, sizes)
+    index = starts + codes.astype(np.intp)
+    el = np.log(total)
+    el -= np.take_along_axis(shifted, index, axis=-1)
+    if mask is not None:
+        el *= mask
+    nll = np.sum(el, axis=-1)
+    if not need_grad:
+        return nll, None
+    d = np.divide(e, np.repeat(total, sizes, axis=-1), out=e)
+    picked = np.take_along_axis(d, index, axis=-1)
+    np.put_along_axis(d, index, picked - 1, axis=-1)
+    if mask is not None:
+        d *= np.repeat(mask, sizes, axis=-1)
+    return nll, d
+
+
+def segment_softmax(logits, starts, sizes):
+    """Probabilities of every level of every categorical column."""
+    _, e, total = _segment_softmax_parts(logits, starts, sizes)
+    e /= np.repeat(total, sizes, axis=-1)
+    return e
+
+
+def segment_argmax(values, starts, sizes):
+    """Index of the largest value within each segment: ``(..., n_columns)``."""
+    out = np.empty((*values.shape[:-1], len(starts)), dtype=values.dtype)
+    for j, (a, s) in enumerate(zip(starts, sizes)):
+        out[..., j] = np.argmax(values[..., a : a + s], axis=-1)
+    return out
+
+
+# -- the likelihood table ------------------------------------------------------
+#
+# A model's columns are cut into groups, each with one likelihood. Internally
+# the columns of a group are contiguous (the table's column order), and so are
+# its decoder outputs and its free parameters in the flat vector: a group
+# reads and writes slices, never fancy-indexed copies. Adding a likelihood is
+# one class here and one entry in LIKELIHOODS.
+
+
+class Likelihood:
+    """One likelihood over a contiguous group of columns.
+
+    Parameters
+    ----------
+    n_columns : int
+        Columns of the group.
+    options : dict
+        Group-specific settings (variance mode and floor, category sizes).
+
+    Attributes
+    ----------
+    n_outputs : int
+        Decoder outputs the group reads.
+    n_params : int
+        Free parameters of the group in the flat vector (learned variances).
+    scaled : bool
+        Whether the group's columns are standardised inside the model (their
+        densities then need the log-determinant of the scaling).
+    """
+
+    name = ""
+    scaled = False
+
+    def __init__(self, n_columns, options=None):
+        self.n_columns = int(n_columns)
+        self.options = dict(options or {})
+        self.n_outputs = self.n_columns
+        self.n_params = 0
+
+    def init(self, params, W, bias):
+        """Set the group's initial free parameters and last decoder layer
+        (its columns ``W`` and biases ``bias``) in place."""
+
+    def nll(self, T, out, params, need_grad, mask, d_out=None):
+        """Per-row negative log-likelihood and gradients.
+
+        Returns ``(nll, d_out, d_params)``: ``nll`` of shape ``T.shape[:-1]``;
+        ``d_out`` like ``out`` (gradient of the summed nll), or None;
+        ``d_params`` per row, of shape ``(..., n_params)``, or None.
+        ``d_out``, when given, is a buffer like ``out`` that a group may
+        write its output gradient into.
+        """
+        raise NotImplementedError
+
+    def mean(self, out, params):
+        """The value to report for each cell: the mean, or the mode of a
+        categorical column. Shape ``(..., n_columns)``."""
+        raise NotImplementedError
+
+    def sample(self, out, params, gen):
+        """One draw from p(x | z) for each row, respecting the support."""
+        raise NotImplementedError
+
+
+class Gaussian(Likelihood):
+    """Normal density with a learned variance (per feature, shared or per row)."""
+
+    name = "gaussian"
+    scaled = True
+
+    def __init__(self, n_columns, options=None):
+        super().__init__(n_columns, options)
+        self.variance = self.options.get("variance", "feature")
+        self.floor = float(self.options.get("floor", 1e-3))
+        if self.variance == "row":
+            self.n_outputs = 2 * self.n_columns
+        self.n_params = {"feature": self.n_columns, "shared": 1, "row": 0}[
+            self.variance
+        ]
+
+    def init(self, params, W, bias):
+        params[:] = RAW_UNIT_VARIANCE
+        if self.variance == "row":
+            # start the variance head at unit variance with small weights
+            W[:, self.n_columns :] *= 0.1
+            bias[self.n_columns :] = RAW_UNIT_VARIANCE
+
+    def _raw(self, out, params):
+        if self.variance == "row":
+            return out[..., self.n_columns :]
+        return params
+
+    def _mean_view(self, out):
+        return out[..., : self.n_columns] if self.variance == "row" else out
+
+    def nll(self, T, out, params, need_grad, mask, d_out=None):
+        nll, d_mean, d_raw = gaussian_nll(
+            T, self._mean_view(out), self._raw(out, params), self.floor, need_grad, mask
+        )
+        if not need_grad:
+            return nll, None, None
+        if self.variance == "shared":
+            return nll, d_mean, np.sum(d_raw, axis=-1, keepdims=True)
+        if self.variance == "feature":
+            return nll, d_mean, d_raw
+        # the variance head is the second half of the group's outputs
+        if d_out is None:
+            return nll, np.concatenate([d_mean, d_raw], axis=-1), None
+        n = self.n_columns
+        d_out[..., :n] = d_mean
+        d_out[..., n:] = d_raw
+        return nll, d_out, None
+
+    def variance_of(self, out, params):
+        return variance_from_raw(
+            np.broadcast_to(self._raw(out, params), self._mean_view(out).shape),
+            self.floor,
+        )
+
+    def mean(self, out, params):
+        return np.array(self._mean_view(out))
+
+    def sample(self, out, params, gen):
+        mean = self._mean_view(out)
+        std = np.sqrt(self.variance_of(out, params))
+        return mean + std * gen.standard_normal(mean.shape, dtype=mean.dtype)
+
+
+class Bernoulli(Likelihood):
+    """Bernoulli(sigmoid(logit)) for values in [0, 1]."""
+
+    name = "bernoulli"
+
+    def nll(self, T, out, params, need_grad, mask, d_out=None):
+        nll, d = bernoulli_nll(T, out, need_grad, mask)
+        return nll, d, None
+
+    def mean(self, out, params):
+        return sigmoid(np.array(out))
+
+    def sample(self, out, params, gen):
+        p = sigmoid(np.array(out))
+        return (gen.random(p.shape, dtype=p.dtype) < p).astype(p.dtype)
+
+
+class SquaredError(Likelihood):
+    """Squared reconstruction error of the deterministic autoencoder."""
+
+    name = "squared_error"
+    scaled = True
+
+    def nll(self, T, out, params, need_grad, mask, d_out=None):
+        err, d = squared_error(T, out, need_grad, mask)
+        return err, d, None
+
+    def mean(self, out, params):
+        return np.array(out)
+
+    def sample(self, out, params, gen):
+        return np.array(out)
+
+
+class Categorical(Likelihood):
+    """One softmax per categorical column over its levels.
+
+    The targets are level indices; ``options["sizes"]`` lists the number of
+    levels of each column.
+    """
+
+    name = "categorical"
+
+    def __init__(self, n_columns, options=None):
+        super().__init__(n_columns, options)
+        self.sizes = np.asarray(self.options["sizes"], dtype=np.intp)
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.intp)
+        self.n_outputs = int(np.sum(self.sizes))
+
+    def nll(self, T, out, params, need_grad, mask, d_out=None):
+        nll, d = categorical_nll(T, out, self.starts, self.sizes, need_grad, mask)
+        return nll, d, None
+
+    def probabilities(self, out):
+        return segment_softmax(np.asarray(out), self.starts, self.sizes)
+
+    def mean(self, out, params):
+        return segment_argmax(np.asarray(out), self.starts, self.sizes)
+
+    def sample(self, out, params, gen):
+        probs = self.probabilities(out)
+        codes = np.empty((*probs.shape[:-1], len(self.sizes)), dtype=probs.dtype)
+        for j, (a, s) in enumerate(zip(self.starts, self.sizes)):
+            cum = np.cumsum(probs[..., a : a + s], axis=-1)
+            u = gen.random((*probs.shape[:-1], 1)) * cum[..., -1:]
+            codes[..., j] = np.minimum(np.sum(cum < u, axis=-1), s - 1)
+        return codes
+
+
+#: Likelihood classes by name.
+LIKELIHOODS = {
+    cls.name: cls for cls in (Gaussian, Bernoulli, SquaredError, Categorical)
+}
+
+
+class LikelihoodTable:
+    """The likelihood groups of a model, laid side by side.
+
+    Parameters
+    ----------
+    groups : list of (str, int, dict)
+        ``(name, n_columns, options)`` of each group, in the model's internal
+        column order.
+    mean_over_cells : bool, default=False
+        Divide each row's loss by its number of observed cells (the
+        autoencoder's mean reconstruction error).
+
+    Attributes
+    ----------
+    groups : list of Likelihood
+    columns, outputs, params : list of slice
+        Where each group's columns, decoder outputs and free parameters lie.
+    """
+
+    def __init__(self, groups, mean_over_cells=False):
+        self.groups = [LIKELIHOODS[name](n, opts) for name, n, opts in groups]
+        self.mean_over_cells = mean_over_cells
+        self.columns, self.outputs, self.params = [], [], []
+        c = o = p = 0
+        for g in self.groups:
+            self.columns.append(slice(c, c + g.n_columns))
+            self.outputs.append(slice(o, o + g.n_outputs))
+            self.params.append(slice(p, p + g.n_params))
+            c, o, p = c + g.n_columns, o + g.n_outputs, p + g.n_params
+        self.n_columns, self.n_outputs, self.n_params = c, o, p
+
+    def _parts(self):
+        return zip(self.groups, self.columns, self.outputs, self.params)
+
+    def init(self, params, W, bias):
+        for g, _, o, p in self._parts():
+            g.init(params[p], W[:, o], bias[o])
+
+    def nll(self, T, out, params, need_grad=False, mask=None, d_out=None):
+        """Per-row negative log-likelihood of the observed cells, and gradients.
+
+        Parameters
+        ----------
+        T : ndarray of shape (..., n_columns)
+            Targets in the internal order and scaling.
+        out : ndarray of shape (..., n_outputs)
+            Decoder output.
+        params : ndarray of shape (n_params,)
+            The free likelihood parameters.
+        need_grad : bool, default=False
+        mask : ndarray like ``T`` or None
+            1 on observed cells, 0 on missing ones.
+        d_out : ndarray like ``out`` or None
+            Where to assemble the output gradient when there are several
+            groups (allocated when None).
+
+        Returns
+        -------
+        nll : ndarray of shape (...,)
+        d_out : ndarray like ``out`` or None
+        d_params : ndarray of shape (..., n_params) or None
+            Per-row contributions to the parameter gradient.
+        """
+        cells = None
+        if self.mean_over_cells and (len(self.groups) > 1 or mask is not None):
+            # each group sums its cells; the mean is taken here, over all groups
+            cells = _ones_like_cells(T) if mask is None else mask
+        if len(self.groups) == 1 and cells is None:
+            return self.groups[0].nll(T, out, params, need_grad, mask, d_out)
+        observed = mask if mask is not None else cells
+        total = None
+        if need_grad and d_out is None:
+            d_out = np.empty_like(out)
+        d_params = None
+        if need_grad and self.n_params:
+            d_params = np.zeros((*out.shape[:-1], self.n_params), dtype=out.dtype)
+        for g, c, o, p in self._parts():
+            m = None if observed is None else observed[..., c]
+            nll, d, dp = g.nll(T[..., c], out[..., o], params[p], need_grad, m)
+            total = nll if total is None else total + nll
+            if need_grad:
+                d_out[..., o] = d
+                if dp is not None:
+                    d_params[..., p] = dp
+        if cells is not None:
+            count = np.maximum(np.sum(cells, axis=-1), 1)
+            total /= count
+            if need_grad:
+                d_out /= count[..., None]
+        return total, d_out, d_params
+
+    def mean(self, out, params):
+        return np.concatenate(
+            [g.mean(out[..., o], params[p]) for g, _, o, p in self._parts()], axis=-1
+        )
+
+    def sample(self, out, params, gen):
+        return np.concatenate(
+            [g.sample(out[..., o], params[p], gen) for g, _, o, p in self._parts()],
+            axis=-1,
+        )
+
+
+def _ones_like_cells(T):
+    return np.ones(T.shape, dtype=T.dtype)

@@ -13,6 +13,7 @@ layer is linear (its output is interpreted by a likelihood or a loss).
 """
 
 import numpy as np
+import scipy.sparse as sp
 
 from ._activations import ACTIVATIONS, DERIVATIVES
 
@@ -92,8 +93,9 @@ def forward(layers, X, activation, acts):
     ----------
     layers : list of (W, b)
         Views from :func:`unpack`.
-    X : ndarray of shape (n_rows, n_in)
-        Input rows.
+    X : ndarray or sparse matrix of shape (n_rows, n_in)
+        Input rows. A sparse matrix (CSR) is multiplied as such: the first
+        layer's product costs in proportion to its stored values.
     activation : str
         Hidden activation (a key of ``ACTIVATIONS``); the last layer is linear.
     acts : list of ndarray
@@ -108,7 +110,11 @@ def forward(layers, X, activation, acts):
     A = X
     last = len(layers) - 1
     for i, (W, b) in enumerate(layers):
-        Z = np.matmul(A, W, out=acts[i])
+        if sp.issparse(A):
+            Z = acts[i]
+            Z[...] = A @ W
+        else:
+            Z = np.matmul(A, W, out=acts[i])
         Z += b
         if i < last:
             act(Z)
@@ -146,7 +152,10 @@ def backward(layers, X, acts, delta, activation, grads, deltas, tmps, need_input
         W, _ = layers[i]
         gW, gb = grads[i]
         A_prev = X if i == 0 else acts[i - 1]
-        np.matmul(A_prev.T, delta, out=gW)
+        if sp.issparse(A_prev):
+            gW[...] = A_prev.T @ delta
+        else:
+            np.matmul(A_prev.T, delta, out=gW)
         np.matmul(ones(delta.shape[0], delta.dtype), delta, out=gb)
         if i > 0:
             delta = np.matmul(delta, W.T, out=deltas[i - 1])

@@ -21,16 +21,12 @@ with ``q(z | x) = N(mu(x), diag(exp(log_var(x))))``, one reparameterised draw
     KL = 1/2 * sum_j (mu_j^2 + exp(log_var_j) - log_var_j - 1).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy.special import logsumexp
 
-from ._likelihoods import (
-    RAW_UNIT_VARIANCE,
-    bernoulli_nll,
-    gaussian_nll,
-    sigmoid,
-    squared_error,
-)
+from ._likelihoods import LikelihoodTable
 from ._network import (
     backward,
     forward,
@@ -47,13 +43,41 @@ from ._parallel import SERIAL
 LOG_VAR_BOUND = 30.0
 
 
+class Batch(NamedTuple):
+    """Rows as the network sees them.
+
+    ``inputs`` feed the encoder (with one-hot categories and missingness
+    indicators; a CSR matrix for sparse data), ``targets`` are what the
+    likelihood scores (one column per input column, in the model's internal
+    order and scaling) and ``mask`` is 1 on observed cells and 0 on missing
+    ones, or None when every cell is observed. A plain array stands for a
+    batch whose inputs are its targets, with every cell observed.
+    """
+
+    inputs: object
+    targets: np.ndarray
+    mask: object = None
+
+    def rows(self, part):
+        return Batch(
+            self.inputs[part],
+            self.targets[part],
+            None if self.mask is None else self.mask[part],
+        )
+
+
+def as_batch(X):
+    """A :class:`Batch` from a batch or an array of fully observed rows."""
+    return X if isinstance(X, Batch) else Batch(X, X, None)
+
+
 class Architecture:
     """Layout of an autoencoder's parameters in one flat vector.
 
     Parameters
     ----------
     n_features : int
-        Input width.
+        Number of columns (targets of the likelihood).
     latent_dim : int
         Code width.
     hidden_layer_sizes : tuple of int
@@ -61,13 +85,22 @@ class Architecture:
     activation : str
         Hidden activation.
     likelihood : {"squared_error", "gaussian", "bernoulli"}
-        ``"squared_error"`` makes a deterministic autoencoder; the other two
-        make a VAE with that decoder likelihood.
+        ``"squared_error"`` makes a deterministic autoencoder; the others
+        make a VAE. Without ``table`` every column has this likelihood.
     decoder_variance : {"feature", "shared", "row"}, default="feature"
         Gaussian decoder variance: one learned value per feature, one shared
         scalar, or one per row and feature from a second decoder head.
     variance_floor : float, default=1e-3
         Lower bound of the Gaussian decoder variance.
+    table : list of (str, int, dict) or None, default=None
+        Likelihood groups ``(name, n_columns, options)`` in the internal
+        column order (see :class:`skvae._likelihoods.LikelihoodTable`);
+        None is one group of ``likelihood`` over all columns.
+    n_inputs : int or None, default=None
+        Encoder input width (one-hot levels and missingness indicators
+        included); None is ``n_features``.
+    n_indicators : int, default=0
+        The last ``n_indicators`` inputs are missingness indicators.
     """
 
     def __init__(
@@ -79,6 +112,9 @@ class Architecture:
         likelihood,
         decoder_variance="feature",
         variance_floor=1e-3,
+        table=None,
+        n_inputs=None,
+        n_indicators=0,
     ):
         self.n_features = int(n_features)
         self.latent_dim = int(latent_dim)
@@ -88,19 +124,23 @@ class Architecture:
         self.decoder_variance = decoder_variance
         self.variance_floor = float(variance_floor)
         self.is_vae = likelihood != "squared_error"
-        d, k = self.n_features, self.latent_dim
-        row_var = likelihood == "gaussian" and decoder_variance == "row"
-        self.encoder_sizes = (d, *self.hidden, 2 * k if self.is_vae else k)
-        self.decoder_sizes = (k, *self.hidden[::-1], 2 * d if row_var else d)
+        groups = table if table is not None else [(likelihood, self.n_features, {})]
+        gaussian = {"variance": decoder_variance, "floor": self.variance_floor}
+        self.table = LikelihoodTable(
+            [
+                (name, n, {**opts, **gaussian} if name == "gaussian" else opts)
+                for name, n, opts in groups
+            ],
+            mean_over_cells=not self.is_vae,
+        )
+        self.n_inputs = int(n_inputs) if n_inputs is not None else self.n_features
+        self.n_indicators = int(n_indicators)
+        k = self.latent_dim
+        self.encoder_sizes = (self.n_inputs, *self.hidden, 2 * k if self.is_vae else k)
+        self.decoder_sizes = (k, *self.hidden[::-1], self.table.n_outputs)
         self.decoder_offset = n_params(self.encoder_sizes)
         self.likelihood_offset = self.decoder_offset + n_params(self.decoder_sizes)
-        if likelihood == "gaussian" and decoder_variance == "feature":
-            n_lik = d
-        elif likelihood == "gaussian" and decoder_variance == "shared":
-            n_lik = 1
-        else:
-            n_lik = 0
-        self.size = self.likelihood_offset + n_lik
+        self.size = self.likelihood_offset + self.table.n_params
 
     def encoder(self, theta):
         """Views of the encoder layers in ``theta``."""
@@ -111,7 +151,7 @@ class Architecture:
         return unpack(theta, self.decoder_sizes, self.decoder_offset)
 
     def likelihood_params(self, theta):
-        """View of the raw Gaussian variance parameters (may be empty)."""
+        """View of the free likelihood parameters (may be empty)."""
         return theta[self.likelihood_offset : self.size]
 
     def init_params(self, rng, dtype):
@@ -119,12 +159,14 @@ class Architecture:
         theta = np.zeros(self.size, dtype=dtype)
         init_layers(self.encoder(theta), self.activation, rng)
         init_layers(self.decoder(theta), self.activation, rng)
-        if self.decoder_variance == "row" and self.likelihood == "gaussian":
-            # start the variance head at unit variance with small weights
-            W, b = self.decoder(theta)[-1]
-            W[:, self.n_features :] *= 0.1
-            b[self.n_features :] = RAW_UNIT_VARIANCE
-        self.likelihood_params(theta)[:] = RAW_UNIT_VARIANCE
+        W, b = self.decoder(theta)[-1]
+        self.table.init(self.likelihood_params(theta), W, b)
+        if self.n_indicators:
+            # a column may have no missing cell in the training rows: its
+            # indicator then never varies, and weights starting at 0 keep it
+            # from adding noise it cannot unlearn when a cell is missing later
+            W0 = self.encoder(theta)[0][0]
+            W0[self.n_inputs - self.n_indicators :] = 0.0
         return theta
 
     # -- inference helpers (no gradient; allocate freely) -------------------
@@ -134,7 +176,7 @@ class Architecture:
         return forward(layers, X, self.activation, acts)
 
     def encode(self, theta, X):
-        """Code (AE) or posterior mean and log-variance (VAE) for rows ``X``."""
+        """Code (AE) or posterior mean and log-variance (VAE) for encoder inputs."""
         H = self._run(self.encoder(theta), self.encoder_sizes, X)
         if not self.is_vae:
             return H, None
@@ -147,39 +189,53 @@ class Architecture:
         return self._run(self.decoder(theta), self.decoder_sizes, Z)
 
     def decode_mean(self, theta, Z):
-        """Mean of p(x | z) (or the reconstruction, for the AE)."""
+        """Mean of p(x | z) (the reconstruction, for the AE; the most probable
+        level of categorical columns), in the internal order and scaling."""
         dec_out = self.decode_raw(theta, Z)
-        d = self.n_features
-        if self.likelihood == "bernoulli":
-            return sigmoid(dec_out)
-        return (
-            np.ascontiguousarray(dec_out[:, :d]) if dec_out.shape[1] != d else dec_out
+        return self.table.mean(dec_out, self.likelihood_params(theta))
+
+    def decode_sample(self, theta, Z, gen):
+        """One draw from p(x | z) per code, in the internal order and scaling."""
+        dec_out = self.decode_raw(theta, Z)
+        return self.table.sample(dec_out, self.likelihood_params(theta), gen)
+
+    def neg_log_lik(self, theta, X, dec_out, need_grad=False, mask=None, d_out=None):
+        """-log p(x | z) per row for decoder output ``dec_out``, and gradients.
+
+        Returns ``(nll, d_out, d_params)``, as
+        :meth:`skvae._likelihoods.LikelihoodTable.nll`.
+        """
+        return self.table.nll(
+            X, dec_out, self.likelihood_params(theta), need_grad, mask, d_out
         )
 
-    def raw_variance(self, theta, dec_out):
-        """Unconstrained Gaussian variance parameter for decoder output ``dec_out``."""
-        if self.decoder_variance == "row":
-            return dec_out[..., self.n_features :]
-        lik = self.likelihood_params(theta)
-        return lik if lik.size else None
+    def log_weights(self, theta, X, eps):
+        """Importance log-weights ``log p(x, z_k) - log q(z_k | x)``: ``(K, n)``.
 
-    def neg_log_lik(self, theta, X, dec_out, need_grad=False):
-        """-log p(x | z) per row for decoder output ``dec_out``, and gradients."""
-        if self.likelihood == "gaussian":
-            d = self.n_features
-            mean = dec_out[..., :d] if dec_out.shape[-1] != d else dec_out
-            return gaussian_nll(
-                X,
-                mean,
-                self.raw_variance(theta, dec_out),
-                self.variance_floor,
-                need_grad,
-            )
-        if self.likelihood == "bernoulli":
-            nll, d_out = bernoulli_nll(X, dec_out, need_grad)
-            return nll, d_out, None
-        err, d_out = squared_error(X, dec_out, need_grad)
-        return err, d_out, None
+        ``X`` is a :class:`Batch` or an array of fully observed rows; only the
+        observed cells enter ``p(x | z)``. Also returns the decoder output,
+        shaped ``(K, n, n_outputs)``.
+        """
+        batch = as_batch(X)
+        T, M = batch.targets, batch.mask
+        n, k = T.shape[0], self.latent_dim
+        n_draws = eps.shape[0]
+        if eps.ndim == 2:
+            eps = eps[:, None, :]
+        mu, log_var = self.encode(theta, batch.inputs)
+        std = np.exp(0.5 * log_var)
+        # (K, n, k) codes, decoded as one batch of K * n rows
+        Z = mu[None] + std[None] * eps
+        dec_out = self.decode_raw(theta, Z.reshape(n_draws * n, k))
+        # (K, n, .) decoder output against X broadcast: X is not replicated
+        dec_out = dec_out.reshape(n_draws, n, -1)
+        nll, _, _ = self.neg_log_lik(theta, T, dec_out, mask=M)
+        log_w = -nll
+        # log p(z) - log q(z | x); the 2 pi terms cancel
+        log_w -= 0.5 * np.sum(Z * Z, axis=2)
+        log_w += 0.5 * np.sum(eps * eps, axis=2)
+        log_w += 0.5 * np.sum(log_var, axis=1)[None, :]
+        return log_w, dec_out
 
     def log_likelihood(self, theta, X, eps):
         """Importance-weighted estimate of log p(x) per row.
@@ -188,13 +244,14 @@ class Architecture:
         encoder's posterior, the estimate is
         ``log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x)`` (Burda et al., 2016).
         It is a stochastic lower bound of log p(x) in expectation, equal to the
-        ELBO for ``K = 1`` and tighter as ``K`` grows.
+        ELBO for ``K = 1`` and tighter as ``K`` grows. With missing cells it
+        estimates the density of the observed ones, ``log p(x_obs)``.
 
         Parameters
         ----------
         theta : ndarray
             Flat parameters.
-        X : ndarray of shape (n_rows, n_features)
+        X : Batch or ndarray of shape (n_rows, n_features)
             Rows (already in the model's internal scaling).
         eps : ndarray of shape (K, latent_dim) or (K, n_rows, latent_dim)
             Standard normal noise, shared by all rows or one set per row.
@@ -203,24 +260,8 @@ class Architecture:
         -------
         log_px : ndarray of shape (n_rows,)
         """
-        n, k = X.shape[0], self.latent_dim
-        n_draws = eps.shape[0]
-        if eps.ndim == 2:
-            eps = eps[:, None, :]
-        mu, log_var = self.encode(theta, X)
-        std = np.exp(0.5 * log_var)
-        # (K, n, k) codes, decoded as one batch of K * n rows
-        Z = mu[None] + std[None] * eps
-        dec_out = self.decode_raw(theta, Z.reshape(n_draws * n, k))
-        # (K, n, .) decoder output against X broadcast: X is not replicated
-        dec_out = dec_out.reshape(n_draws, n, -1)
-        nll, _, _ = self.neg_log_lik(theta, X, dec_out)
-        log_w = -nll
-        # log p(z) - log q(z | x); the 2 pi terms cancel
-        log_w -= 0.5 * np.sum(Z * Z, axis=2)
-        log_w += 0.5 * np.sum(eps * eps, axis=2)
-        log_w += 0.5 * np.sum(log_var, axis=1)[None, :]
-        return logsumexp(log_w, axis=0) - np.log(n_draws)
+        log_w, _ = self.log_weights(theta, X, eps)
+        return logsumexp(log_w, axis=0) - np.log(eps.shape[0])
 
 
 class _Buffers:
@@ -402,7 +443,8 @@ class Objective:
         batch runs on the shards' threads too.
         """
         arch = self.arch
-        n = X.shape[0]
+        X = as_batch(X)
+        n = X.targets.shape[0]
         iwae = arch.is_vae and eps.ndim == 3
         n_shards = max(1, min(self.n_shards, n))
         while len(self._shards) < n_shards:
@@ -413,11 +455,11 @@ class Objective:
             eps_s = None
             if arch.is_vae:
                 eps_s = eps[:, lo:hi] if iwae else eps[lo:hi]
-            jobs.append((shard, X[lo:hi], eps_s, slice(lo, hi)))
+            jobs.append((shard, X.rows(slice(lo, hi)), eps_s, slice(lo, hi)))
         forward_pass = self._iwae_forward if iwae else self._forward
         backward_pass = self._iwae_backward if iwae else self._backward
         reduce = self._iwae_reduce if iwae else self._reduce
-        dtype = X.dtype.type
+        dtype = X.targets.dtype.type
 
         # Without trimming or free bits every row weighs 1 / n and every latent
         # dimension is penalised: a shard's backward pass needs nothing from
@@ -471,9 +513,10 @@ class Objective:
     def _forward(self, theta, shard, X, eps, need_grad):
         """Per-row losses of a shard: ``(nll, kl_el)``; saves the rest."""
         arch = self.arch
-        dtype = X.dtype.type
-        bufs = shard.bufs(arch, X.shape[0], X.dtype)
-        H = forward(arch.encoder(theta), X, arch.activation, bufs.enc_acts)
+        E, T, M = X
+        dtype = T.dtype.type
+        bufs = shard.bufs(arch, T.shape[0], T.dtype)
+        H = forward(arch.encoder(theta), E, arch.activation, bufs.enc_acts)
         mu = log_var = std = var = kl_el = None
         if arch.is_vae:
             mu, log_var, std = self._posterior(H, bufs, dtype)
@@ -482,7 +525,9 @@ class Objective:
         else:
             z = H
         dec_out = forward(arch.decoder(theta), z, arch.activation, bufs.dec_acts)
-        nll, d_out, d_raw = arch.neg_log_lik(theta, X, dec_out, need_grad)
+        nll, d_out, d_raw = arch.neg_log_lik(
+            theta, T, dec_out, need_grad, M, bufs.d_out
+        )
         if arch.is_vae:
             # element-wise KL: (mu^2 + exp(log_var) - log_var - 1) / 2
             var = np.multiply(std, std, out=bufs.kl)
@@ -491,7 +536,7 @@ class Objective:
             kl_el -= log_var
             kl_el -= 1
             kl_el *= dtype(0.5)
-        shard.saved = (X, eps, H, mu, log_var, std, var, z, d_out, d_raw, bufs)
+        shard.saved = (E, eps, H, mu, log_var, std, var, z, d_out, d_raw, bufs)
         return nll, kl_el
 
     def _reduce(self, rows, dtype):
@@ -523,9 +568,9 @@ class Objective:
         """Gradient of a shard's share of the loss, in the shard's buffer."""
         arch = self.arch
         X, eps, H, mu, log_var, std, var, z, d_out, d_raw, bufs = shard.saved
-        dtype = X.dtype.type
+        dtype = H.dtype.type
         grad = shard.grad(theta)
-        d_out = self._output_grad(theta, grad, bufs, d_out, d_raw, weights)
+        d_out = self._output_grad(theta, grad, d_out, d_raw, weights)
         d_z = backward(
             arch.decoder(theta),
             z,
@@ -543,7 +588,7 @@ class Objective:
             d_lv = bufs.d_enc[:, k:]
             coef = dtype(self.beta) * weights
             if active is not None:
-                coef = coef * active.astype(X.dtype)
+                coef = coef * active.astype(H.dtype)
             # d/d mu: decoder path + beta * mu / n
             np.multiply(mu, coef, out=d_mu)
             d_mu += d_z
@@ -592,17 +637,21 @@ class Objective:
     def _iwae_forward(self, theta, shard, X, eps, need_grad):
         """Per-row ``(log p_K(x), nll of each draw, kl_el)`` of a shard."""
         arch = self.arch
+        E, T, M = X
         n_draws, n = eps.shape[:2]
         k = arch.latent_dim
-        dtype = X.dtype.type
-        bufs = shard.bufs(arch, n, X.dtype)
-        dec_bufs = shard.bufs(arch, n_draws * n, X.dtype)
-        H = forward(arch.encoder(theta), X, arch.activation, bufs.enc_acts)
+        dtype = T.dtype.type
+        bufs = shard.bufs(arch, n, T.dtype)
+        dec_bufs = shard.bufs(arch, n_draws * n, T.dtype)
+        H = forward(arch.encoder(theta), E, arch.activation, bufs.enc_acts)
         mu, log_var, std = self._posterior(H, bufs, dtype)
         Z = (mu + std * eps).reshape(n_draws * n, k)
         dec_out = forward(arch.decoder(theta), Z, arch.activation, dec_bufs.dec_acts)
-        X_rep = np.broadcast_to(X, (n_draws, *X.shape)).reshape(n_draws * n, -1)
-        nll, d_out, d_raw = arch.neg_log_lik(theta, X_rep, dec_out, need_grad)
+        T_rep = _repeat_rows(T, n_draws)
+        M_rep = None if M is None else _repeat_rows(M, n_draws)
+        nll, d_out, d_raw = arch.neg_log_lik(
+            theta, T_rep, dec_out, need_grad, M_rep, dec_bufs.d_out
+        )
         nll = nll.reshape(n_draws, n)
         beta = dtype(self.beta)
         # log w = log p(x|z) + beta (log p(z) - log q(z|x)); 2 pi terms cancel
@@ -612,7 +661,7 @@ class Objective:
         log_w = -nll + beta * prior_term
         log_px = logsumexp(log_w, axis=0) - np.log(n_draws)
         kl_el = 0.5 * (mu * mu + std * std - log_var - 1)
-        shard.saved = (X, eps, H, std, Z, log_w, d_out, d_raw, bufs, dec_bufs)
+        shard.saved = (E, eps, H, std, Z, log_w, d_out, d_raw, bufs, dec_bufs)
         return log_px, nll, kl_el
 
     def _iwae_reduce(self, rows, dtype):
@@ -632,16 +681,14 @@ class Objective:
         X, eps, H, std, Z, log_w, d_out, d_raw, bufs, dec_bufs = shard.saved
         n_draws, n = eps.shape[:2]
         k = arch.latent_dim
-        beta = X.dtype.type(self.beta)
+        beta = H.dtype.type(self.beta)
         # d loss / d(-log w_kn) = row weight * softmax over the K draws
         alpha_w = np.exp(log_w - logsumexp(log_w, axis=0))
         g = (alpha_w * np.reshape(weights, (1, -1) if np.ndim(weights) else ())).astype(
-            X.dtype
+            H.dtype
         )
         grad = shard.grad(theta)
-        d_out = self._output_grad(
-            theta, grad, dec_bufs, d_out, d_raw, g.reshape(n_draws * n, 1)
-        )
+        d_out = self._output_grad(theta, grad, d_out, d_raw, g.reshape(n_draws * n, 1))
         d_z = backward(
             arch.decoder(theta),
             Z,
@@ -667,28 +714,23 @@ class Objective:
         self._encoder_backward(theta, X, grad, bufs, bufs.d_enc)
         return grad
 
-    def _output_grad(self, theta, grad, bufs, d_mean, d_raw, weights):
+    def _output_grad(self, theta, grad, d_out, d_params, weights):
         """Gradient of the mean loss at the decoder output.
 
         ``weights`` is the scalar ``1 / n`` or a column of per-row weights.
         Fills the likelihood parameters' part of ``grad`` on the way.
         """
-        d_mean *= weights
-        if d_raw is None:
-            return d_mean
-        arch = self.arch
-        d_raw *= weights
-        if arch.decoder_variance == "row":
-            # the variance head is the second half of the decoder output
-            d = arch.n_features
-            d_out = bufs.d_out
-            d_out[:, :d] = d_mean
-            d_out[:, d:] = d_raw
-            return d_out
-        g = arch.likelihood_params(grad)
-        per_feature = np.matmul(ones(d_raw.shape[0], d_raw.dtype), d_raw)
-        g[:] = per_feature if g.size == per_feature.size else np.sum(per_feature)
-        return d_mean
+        d_out *= weights
+        if d_params is not None:
+            d_params *= weights
+            summed = np.matmul(ones(d_params.shape[0], d_params.dtype), d_params)
+            self.arch.likelihood_params(grad)[:] = summed
+        return d_out
+
+
+def _repeat_rows(A, n_draws):
+    """``A`` stacked ``n_draws`` times along the rows: ``(n_draws * n, d)``."""
+    return np.broadcast_to(A, (n_draws, *A.shape)).reshape(n_draws * A.shape[0], -1)
 
 
 def _concat(parts):

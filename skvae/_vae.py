@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseAutoencoder, check_n_samples
-from ._likelihoods import sigmoid, variance_from_raw
+from ._columns import NUMERIC_LIKELIHOODS
 from ._noise import noise_pool, row_keyed_normal
 
 
@@ -19,13 +19,16 @@ class BaseVAE(BaseAutoencoder):
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
         "beta": [Interval(Real, 0, None, closed="left")],
-        "likelihood": [StrOptions({"gaussian", "bernoulli"})],
+        "likelihood": [StrOptions(set(NUMERIC_LIKELIHOODS["gaussian"])), dict],
         "decoder_variance": [StrOptions({"feature", "shared", "row"})],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
         "kl_warmup": [Interval(Integral, 0, None, closed="left")],
         "free_bits": [Interval(Real, 0, None, closed="left")],
         "iwae_samples": [Interval(Integral, 1, None, closed="left")],
     }
+
+    def _default_likelihood(self):
+        return "gaussian"
 
     def _likelihood(self):
         return self.likelihood
@@ -40,7 +43,8 @@ class BaseVAE(BaseAutoencoder):
         }
 
     def _log_likelihood(self, X, n_draws):
-        """Importance-weighted log p(x) of validated rows, in input units."""
+        """Importance-weighted log p(x_obs) of validated rows (codes), in
+        input units."""
         arch = self._architecture()
         theta = self._params_for(X.dtype)
         out = np.empty(X.shape[0], dtype=X.dtype)
@@ -50,12 +54,14 @@ class BaseVAE(BaseAutoencoder):
         def score(rows):
             # noise keyed by each row's content and the model's seed: a row
             # gets the same score in any batch, and rows' errors are independent
-            eps = row_keyed_normal(X[rows], self._score_seed, n_draws, k, X.dtype, pool)
-            out[rows] = arch.log_likelihood(theta, self._scale(X[rows]), eps)
+            C = self._rows(X, rows)
+            eps = row_keyed_normal(C, self._score_seed, n_draws, k, X.dtype, pool)
+            batch = self._to_batch(C)
+            out[rows] = arch.log_likelihood(theta, batch, eps)
+            # densities of standardised values -> densities of the inputs
+            out[rows] -= np.asarray(self._log_scale(batch), dtype=X.dtype)
 
         self._for_chunks(score, X.shape[0], self._widest(), draws=n_draws)
-        # densities of standardised features -> densities of the inputs
-        out -= X.dtype.type(self._log_scale_sum())
         return out
 
     def score_samples(self, X):
@@ -70,16 +76,23 @@ class BaseVAE(BaseAutoencoder):
         :meth:`score`. With ``K = 1`` this is the ELBO; it tightens towards
         ``log p(x)`` as ``K`` grows.
 
+        Rows with missing cells get the log-likelihood of their observed
+        cells, ``log p(x_obs)`` (the missing ones integrated out), so rows
+        with fewer observed cells have larger values: compare such scores
+        per observed cell, or see :class:`VAEAnomalyDetector` for a score
+        that accounts for it.
+
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
             Rows to score.
 
         Returns
         -------
         log_likelihood : ndarray of shape (n_samples,)
             Log-density of each row, in nats, in the units of ``X`` (the
-            internal standardisation is accounted for).
+            internal standardisation is accounted for; categorical columns
+            contribute log-probabilities).
         """
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
@@ -96,45 +109,28 @@ class BaseVAE(BaseAutoencoder):
             Seed of the draws; None uses the estimator's ``random_state``.
         noise : bool, default=False
             False returns the decoder mean for each draw z (probabilities for
-            ``likelihood="bernoulli"``). True draws x from p(x | z) itself,
-            adding the decoder's Gaussian noise (or drawing 0/1 values), which
-            gives samples of the model's full density p(x), as
+            ``likelihood="bernoulli"``, the most probable level of categorical
+            columns). True draws x from p(x | z) itself, adding the decoder's
+            Gaussian noise (or drawing 0/1 values and levels), which gives
+            samples of the model's full density p(x), as
             ``GaussianMixture.sample`` does; use it for synthetic data whose
             spread should match the real data's.
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features)
+        X : ndarray or DataFrame of shape (n_samples, n_features)
             Generated rows in the input space, in the dtype of the fitted
-            model.
+            model; a DataFrame with the training columns, dtypes and
+            category levels when the model was fitted on one.
         """
         check_is_fitted(self)
         n_samples = check_n_samples(n_samples)
         gen = self._sample_rng(random_state)
-        arch = self._architecture()
         dtype = self.params_.dtype
-        Z = gen.standard_normal((n_samples, arch.latent_dim), dtype=dtype)
-        if not noise:
-            return self._decode(Z)
-        theta = self.params_
-        d = arch.n_features
-        out = np.empty((n_samples, d), dtype=dtype)
-
-        def draw(rows):
-            raw = arch.decode_raw(theta, Z[rows])
-            if arch.likelihood == "bernoulli":
-                p = sigmoid(raw)
-                out[rows] = gen.random(p.shape, dtype=dtype) < p
-            else:
-                var = variance_from_raw(
-                    arch.raw_variance(theta, raw), arch.variance_floor
-                )
-                noise = gen.standard_normal((raw.shape[0], d), dtype=dtype)
-                out[rows] = raw[:, :d] + np.sqrt(var) * noise
-
-        # the draws come from one generator, in order
-        self._for_chunks(draw, n_samples, self._widest(), in_order=True)
-        return self._unscale(out)
+        Z = gen.standard_normal(
+            (n_samples, self._architecture_["latent_dim"]), dtype=dtype
+        )
+        return self._decode(Z, gen if noise else None)
 
     def _after_fit(self, X):
         mu = self._encode(X).astype(np.float64)
@@ -182,8 +178,11 @@ _SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
     beta : float, default=1.0
         Weight of the KL term in the training objective (beta-VAE). Scores
         always use the true, unweighted model.
-    likelihood : {"gaussian", "bernoulli"}, default="gaussian"
-        Decoder distribution p(x | z). ``"bernoulli"`` needs data in [0, 1].
+    likelihood : {"gaussian", "bernoulli"} or dict, default="gaussian"
+        Decoder distribution p(x | z) of the numeric columns. ``"bernoulli"``
+        needs data in [0, 1]. A dict from column name (or index) to a
+        likelihood name sets it per column; columns not in it are Gaussian.
+        Categorical columns always get a categorical likelihood.
     decoder_variance : {"feature", "shared", "row"}, default="feature"
         Gaussian decoder variance: one learned value per feature (like
         FactorAnalysis), one shared value (like probabilistic PCA), or one per
@@ -207,6 +206,20 @@ _SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
         (outliers in the training rows then stretch the scale of the rest
         less). Scores are converted back, so they
         are log-densities of the original data.
+    categorical_features : "from_dtype", None, array-like of bool, int or str, \
+            default="from_dtype"
+        Which columns are categorical, as in
+        :class:`~sklearn.ensemble.HistGradientBoostingRegressor`.
+        ``"from_dtype"``: the ``category``, ``object``, ``string`` and
+        ``bool`` columns of a pandas DataFrame (no column of an array: small
+        integers are never guessed to be categories). Or a boolean mask,
+        column indices or column names; None for no categorical column.
+        Categorical columns get a categorical (softmax) likelihood over
+        their levels and are one-hot encoded for the encoder.
+    handle_unknown : {"missing", "error"}, default="missing"
+        A level of a categorical column not seen during ``fit``:
+        ``"missing"`` treats the cell as missing (with a warning), ``"error"``
+        raises a ValueError.
     random_state : int, RandomState instance or None, default=None
         Controls initialisation, shuffling, the training noise and the
         importance-sampling noise. An int gives bit-identical results on the
@@ -328,6 +341,8 @@ class VAETransformer(BaseVAE):
         free_bits=0.0,
         iwae_samples=1,
         standardize=True,
+        categorical_features="from_dtype",
+        handle_unknown="missing",
         random_state=None,
         verbose=False,
         warm_start=False,
@@ -352,6 +367,8 @@ class VAETransformer(BaseVAE):
         self.free_bits = free_bits
         self.iwae_samples = iwae_samples
         self.standardize = standardize
+        self.categorical_features = categorical_features
+        self.handle_unknown = handle_unknown
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start

@@ -1,0 +1,623 @@
+"""Columns of a table: types, category levels, scaling and missing cells.
+
+Everything between what a user passes (an array, a sparse matrix, a pandas
+DataFrame with category, object, string or bool columns and missing values)
+and what the network sees lives here, as small functions of plain data:
+
+- :func:`categorical_mask` decides which columns are categorical;
+- :func:`fit_columns` learns the levels of categorical columns and the
+  likelihood of every column, and lays the columns out in the model's
+  internal order (each likelihood group contiguous);
+- :func:`to_codes` turns rows into one float matrix in the user's column
+  order: numeric values, and level indices for categorical columns, with NaN
+  on every missing cell;
+- :func:`fit_scaling` computes the per-column standardisation, ignoring
+  missing cells;
+- :func:`encode` turns codes into a :class:`skvae._objectives.Batch`:
+  encoder inputs (numeric values, one-hot levels, missingness indicators),
+  likelihood targets and the mask of observed cells;
+- :func:`from_internal` maps values in the internal order back to the
+  user's columns (an array, or a DataFrame with the training dtypes).
+
+The fitted description of the columns is a plain dict (``layout``), so a
+fitted estimator still pickles to NumPy arrays and Python values only.
+pandas is imported only when the user passes a DataFrame.
+"""
+
+import warnings
+from numbers import Integral
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._objectives import Batch
+
+#: Values per block of the scaling statistics (2 MB in float64).
+_STATS_BLOCK = 1 << 18
+
+#: standardize="robust" keeps each feature's scale at least this share of its
+#: standard deviation (chosen among 0, 0.25, 0.35, 0.5 on the anomaly
+#: benchmark; see benchmarks/README.md)
+_ROBUST_MIN_STD_FRACTION = 0.35
+
+
+def is_dataframe(X):
+    """Whether ``X`` looks like a pandas DataFrame (without importing pandas)."""
+    return hasattr(X, "iloc") and hasattr(X, "dtypes") and hasattr(X, "columns")
+
+
+def _is_categorical_dtype(dtype):
+    import pandas as pd
+
+    return (
+        isinstance(dtype, pd.CategoricalDtype)
+        or pd.api.types.is_bool_dtype(dtype)
+        or pd.api.types.is_object_dtype(dtype)
+        or pd.api.types.is_string_dtype(dtype)
+    )
+
+
+def categorical_mask(X, categorical_features, feature_names):
+    """Boolean mask of the categorical columns of ``X``.
+
+    Parameters
+    ----------
+    X : array-like, sparse matrix or DataFrame
+        The training rows.
+    categorical_features : "from_dtype", None, or array-like
+        ``"from_dtype"``: the category, object, string and bool columns of a
+        DataFrame (none for arrays); None: no column; a boolean mask, integer
+        indices or column names.
+    feature_names : ndarray of str or None
+        Column names of a DataFrame.
+
+    Returns
+    -------
+    mask : ndarray of bool of shape (n_features,)
+    """
+    n_features = X.shape[1]
+    if categorical_features is None:
+        return np.zeros(n_features, dtype=bool)
+    if isinstance(categorical_features, str):  # "from_dtype"
+        if not is_dataframe(X):
+            return np.zeros(n_features, dtype=bool)
+        return np.array([_is_categorical_dtype(dt) for dt in X.dtypes], dtype=bool)
+    spec = np.asarray(categorical_features)
+    if spec.size == 0:
+        return np.zeros(n_features, dtype=bool)
+    if spec.dtype.kind == "b":
+        if spec.shape != (n_features,):
+            raise ValueError(
+                f"categorical_features as a boolean mask must have shape "
+                f"({n_features},), got {spec.shape}."
+            )
+        return spec.astype(bool)
+    mask = np.zeros(n_features, dtype=bool)
+    if spec.dtype.kind in "OUS":
+        if feature_names is None:
+            raise ValueError(
+                "categorical_features names columns, but X has no column "
+                "names: pass a DataFrame or use indices."
+            )
+        names = list(feature_names)
+        for name in spec.ravel():
+            if name not in names:
+                raise ValueError(
+                    f"categorical_features names {name!r}, which is not a "
+                    f"column of X (columns: {names})."
+                )
+            mask[names.index(name)] = True
+        return mask
+    if spec.dtype.kind not in "iu" or any(
+        not isinstance(int(i), Integral) for i in spec.ravel()
+    ):
+        raise ValueError(
+            "categorical_features must be 'from_dtype', None, a boolean mask, "
+            f"integer indices or column names; got {categorical_features!r}."
+        )
+    idx = spec.ravel().astype(int)
+    if np.any((idx < -n_features) | (idx >= n_features)):
+        raise ValueError(
+            f"categorical_features has an index out of range for {n_features} "
+            f"features: {idx.tolist()}."
+        )
+    mask[idx] = True
+    return mask
+
+
+# -- levels and codes ---------------------------------------------------------
+
+
+def _column(X, j):
+    return X.iloc[:, j] if is_dataframe(X) else X[:, j]
+
+
+def _is_missing(values):
+    """Missing cells of a 1-D object or float array: None, NaN or pd.NA."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    if values.dtype.kind != "O":
+        return np.zeros(values.shape, dtype=bool)
+    out = np.zeros(values.shape, dtype=bool)
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, float) and v != v):
+            out[i] = True
+        elif type(v).__name__ in ("NAType", "NaTType"):
+            out[i] = True
+    return out
+
+
+def _levels_of(column):
+    """The levels of a categorical column, as a 1-D ndarray (sorted when
+    possible; a pandas Categorical keeps its declared categories)."""
+    if hasattr(column, "cat"):
+        return np.asarray(column.cat.categories.to_numpy(), dtype=object)
+    values = np.asarray(column.to_numpy() if hasattr(column, "to_numpy") else column)
+    values = values[~_is_missing(values)]
+    unique = list(dict.fromkeys(values.tolist()))
+    try:
+        unique = sorted(unique)
+    except TypeError:
+        unique = sorted(unique, key=lambda v: (type(v).__name__, str(v)))
+    if values.dtype.kind in "biuf":
+        return np.asarray(unique, dtype=values.dtype)
+    return np.asarray(unique, dtype=object)
+
+
+def _codes_of(column, levels, handle_unknown, name):
+    """Level indices (float, NaN where missing) of a categorical column."""
+    values = np.asarray(
+        column.to_numpy(dtype=object) if hasattr(column, "to_numpy") else column,
+        dtype=object,
+    )
+    missing = _is_missing(values)
+    lookup = {_key(v): i for i, v in enumerate(levels.tolist())}
+    codes = np.full(values.shape[0], np.nan)
+    unknown = []
+    for i in np.flatnonzero(~missing):
+        code = lookup.get(_key(values[i]))
+        if code is None:
+            unknown.append(values[i])
+        else:
+            codes[i] = code
+    if unknown:
+        shown = list(dict.fromkeys(unknown))[:5]
+        if handle_unknown == "error":
+            raise ValueError(
+                f"Found unknown categories {shown} in column {name!r} during "
+                "transform. Set handle_unknown='missing' to treat them as "
+                "missing values."
+            )
+        warnings.warn(
+            f"Found unknown categories {shown} in column {name!r}: they are "
+            "treated as missing values (handle_unknown='missing').",
+            UserWarning,
+            stacklevel=5,
+        )
+    return codes
+
+
+def _key(value):
+    """Dictionary key of a level: numbers of equal value match (1 == 1.0 ==
+    np.int64(1)); bools and strings match themselves."""
+    if isinstance(value, (bool, np.bool_)):
+        return ("bool", bool(value))
+    if isinstance(value, (Integral, float, np.floating)):
+        return ("num", float(value))
+    return ("obj", value)
+
+
+def _numeric_column(column, name, dtype):
+    try:
+        if hasattr(column, "to_numpy"):
+            return column.to_numpy(dtype=dtype, na_value=np.nan)
+        return np.asarray(column, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"Column {name!r} is not numeric ({exc}). Declare it in "
+            "categorical_features, or give it a category, object, string or "
+            "bool dtype so that categorical_features='from_dtype' finds it."
+        ) from exc
+
+
+def frame_dtype(X, is_categorical):
+    """float32 when every numeric column of a DataFrame is float32, else float64."""
+    numeric = [dt for dt, cat in zip(X.dtypes, is_categorical) if not cat]
+    if numeric and all(np.dtype(dt) == np.float32 for dt in numeric if _np_dtype(dt)):
+        if all(_np_dtype(dt) for dt in numeric):
+            return np.float32
+    return np.float64
+
+
+def _np_dtype(dt):
+    try:
+        return isinstance(dt, np.dtype)
+    except TypeError:  # pragma: no cover
+        return False
+
+
+def to_codes(X, layout, dtype, handle_unknown="missing", names=None):
+    """Rows as one float matrix in the user's column order.
+
+    Numeric columns hold their values and categorical columns the index of
+    their level; every missing cell (NaN, None, pd.NA, an unknown level with
+    ``handle_unknown="missing"``) is NaN.
+    """
+    n, d = X.shape
+    C = np.empty((n, d), dtype=dtype)
+    levels = iter(layout["categories"])
+    for j in range(d):
+        name = names[j] if names is not None else j
+        if layout["is_categorical"][j]:
+            cats = next(levels)
+            C[:, j] = _codes_of(_column(X, j), cats, handle_unknown, name)
+        else:
+            C[:, j] = _numeric_column(_column(X, j), name, dtype)
+    if np.isinf(C).any():
+        raise ValueError(
+            "Input X contains infinity or a value too large for its dtype."
+        )
+    return C
+
+
+# -- the layout -----------------------------------------------------------------
+
+
+def fit_columns(X, is_categorical, likelihood, default_likelihood, names):
+    """Levels, likelihoods and internal order of the columns of ``X``.
+
+    Parameters
+    ----------
+    X : ndarray or DataFrame
+        Training rows.
+    is_categorical : ndarray of bool
+        From :func:`categorical_mask`.
+    likelihood : str or dict
+        The numeric columns' likelihood, or a dict from column name or index
+        to a likelihood name (columns not in it get ``default_likelihood``).
+    default_likelihood : str
+        ``"gaussian"`` for the VAEs, ``"squared_error"`` for the autoencoder.
+    names : ndarray of str or None
+        Column names of a DataFrame.
+
+    Returns
+    -------
+    layout : dict
+        ``is_categorical``, ``categories`` (one array of levels per
+        categorical column), ``likelihoods`` (one name per column), ``order``
+        (the internal column order) and ``groups`` (the likelihood table:
+        ``[name, n_columns, options]`` in that order).
+    """
+    d = X.shape[1]
+    per_column = _column_likelihoods(likelihood, default_likelihood, d, names)
+    categories = []
+    for j in range(d):
+        if is_categorical[j]:
+            levels = _levels_of(_column(X, j))
+            if levels.size == 0:
+                levels = np.asarray([], dtype=object)
+            categories.append(levels)
+            per_column[j] = "categorical"
+        elif per_column[j] == "categorical":
+            raise ValueError(
+                f"likelihood 'categorical' given for column "
+                f"{names[j] if names is not None else j!r}, which is numeric: "
+                "declare it in categorical_features instead."
+            )
+    names_in_order = [n for n in _ORDER if n in per_column]
+    order, groups = [], []
+    for lik in names_in_order:
+        cols = [j for j in range(d) if per_column[j] == lik]
+        order += cols
+        opts = {}
+        if lik == "categorical":
+            opts = {"sizes": [max(1, len(c)) for c in categories]}
+            # the categorical columns in internal order are in column order
+        groups.append([lik, len(cols), opts])
+    return {
+        "is_categorical": np.asarray(is_categorical, dtype=bool),
+        "categories": categories,
+        "likelihoods": per_column,
+        "order": np.asarray(order, dtype=np.intp),
+        "groups": groups,
+    }
+
+
+#: Internal order of the likelihood groups.
+_ORDER = ("gaussian", "squared_error", "bernoulli", "categorical")
+
+#: Likelihood names a user may give for numeric columns, by model kind.
+NUMERIC_LIKELIHOODS = {
+    "gaussian": ("gaussian", "bernoulli"),
+    "squared_error": ("squared_error",),
+}
+
+
+def _column_likelihoods(likelihood, default, d, names):
+    if not isinstance(likelihood, dict):
+        return [likelihood] * d
+    out = [default] * d
+    allowed = (*NUMERIC_LIKELIHOODS[default], "categorical")
+    for key, value in likelihood.items():
+        if value not in allowed:
+            raise ValueError(
+                f"likelihood[{key!r}] must be one of {sorted(allowed)}, got {value!r}."
+            )
+        if isinstance(key, str):
+            if names is None or key not in list(names):
+                raise ValueError(
+                    f"likelihood names column {key!r}, which is not a column of X."
+                )
+            j = list(names).index(key)
+        elif isinstance(key, Integral) and -d <= key < d:
+            j = int(key) % d
+        else:
+            raise ValueError(f"likelihood has a key {key!r} that is not a column of X.")
+        out[j] = value
+    return out
+
+
+def frame_info(X):
+    """What a DataFrame's columns need to be rebuilt: names and dtypes."""
+    return {
+        "columns": list(X.columns),
+        "dtypes": [_dtype_spec(dt) for dt in X.dtypes],
+    }
+
+
+def _dtype_spec(dt):
+    """A plain description of a pandas dtype: its string, and for categorical
+    dtypes whether the categories are ordered."""
+    import pandas as pd
+
+    if isinstance(dt, pd.CategoricalDtype):
+        return ["category", bool(dt.ordered)]
+    return [str(dt), False]
+
+
+# -- scaling --------------------------------------------------------------------
+
+
+def column_moments(X):
+    """Largest magnitude, mean and standard deviation of each column.
+
+    Missing cells (NaN) are ignored. The moments are computed on
+    ``X / peak`` (values near the float limits would overflow otherwise), in
+    float64, over blocks of rows: the memory they take does not grow with the
+    number of rows (on 20000 x 784 float32 data a whole-array float64
+    computation added about 190 MB to the peak). Blocks hold
+    :data:`_STATS_BLOCK` values.
+    """
+    n, d = X.shape
+    rows = max(1, _STATS_BLOCK // max(1, d))
+    blocks = [X[i : i + rows] for i in range(0, n, rows)]
+    has_nan = any(np.isnan(b).any() for b in blocks)
+    peak = np.zeros(d)
+    for block in blocks:
+        m = (
+            np.nanmax(np.abs(block), axis=0)
+            if has_nan
+            else np.max(np.abs(block), axis=0)
+        )
+        np.fmax(peak, m, out=peak)
+    peak[~(peak > 0)] = 1.0
+    total = np.zeros(d)
+    count = np.zeros(d)
+    for block in blocks:
+        scaled = block / peak
+        if has_nan:
+            observed = ~np.isnan(scaled)
+            count += observed.sum(axis=0)
+            total += np.where(observed, scaled, 0.0).sum(axis=0, dtype=np.float64)
+        else:
+            count += block.shape[0]
+            total += np.sum(scaled, axis=0, dtype=np.float64)
+    safe = np.maximum(count, 1)
+    mean = total / safe
+    # a second pass over the deviations: exact, unlike sum(x^2) - n mean^2
+    sq = np.zeros(d)
+    for block in blocks:
+        dev = block / peak - mean
+        if has_nan:
+            dev = np.where(np.isnan(dev), 0.0, dev)
+        sq += np.einsum("ij,ij->j", dev, dev)
+    return peak, mean * peak, np.sqrt(sq / safe) * peak
+
+
+def column_quartiles(X, peak):
+    """Quartiles of each column of ``X / peak``, in float64, by column blocks
+    (missing cells ignored)."""
+    n, d = X.shape
+    cols = max(1, _STATS_BLOCK // max(1, n))
+    out = np.empty((3, d))
+    for j in range(0, d, cols):
+        block = X[:, j : j + cols] / peak[j : j + cols]
+        if np.isnan(block).any():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                q = np.nanpercentile(block, [25, 50, 75], axis=0)
+            out[:, j : j + cols] = np.nan_to_num(q)
+        else:
+            out[:, j : j + cols] = np.percentile(block, [25, 50, 75], axis=0)
+    return out
+
+
+def fit_scaling(C, scaled, standardize):
+    """Centre and scale of each column (zeros and ones where not scaled).
+
+    Parameters
+    ----------
+    C : ndarray or sparse matrix of shape (n_rows, n_features)
+        Codes from :func:`to_codes` (or a sparse matrix: then columns are
+        scaled but not centred, which would destroy their sparsity).
+    scaled : ndarray of bool of shape (n_features,)
+        Columns whose likelihood works on standardised values.
+    standardize : bool or "robust"
+        As the estimators' parameter.
+    """
+    d = C.shape[1]
+    mean = np.zeros(d)
+    scale = np.ones(d)
+    if not standardize or not np.any(scaled):
+        return mean, scale
+    cols = np.flatnonzero(scaled)
+    if sp.issparse(C):
+        Xc = C.tocsc()[:, cols]
+        n = Xc.shape[0]
+        m = np.asarray(Xc.mean(axis=0), dtype=np.float64).ravel()
+        sq = np.asarray(Xc.multiply(Xc).mean(axis=0), dtype=np.float64).ravel()
+        sd = np.sqrt(np.maximum(sq - m * m, 0.0) * n / max(n, 1))
+        sd[~(sd > 10 * np.finfo(C.dtype).eps * np.maximum(np.abs(m), 1.0))] = 1.0
+        scale[cols] = sd
+        return mean, scale
+    X = C[:, cols] if cols.size < d else C
+    peak, mu, sd = column_moments(X)
+    if standardize == "robust":
+        # median and normal-consistent interquartile range: outliers in the
+        # training rows do not stretch the scale of the rest. The scale is
+        # kept above a share of the standard deviation, so that sparse
+        # features (IQR near 0) are not blown up
+        q1, med, q3 = column_quartiles(X, peak)
+        iqr = (q3 - q1) / 1.349 * peak
+        mu = med * peak
+        sd = np.maximum(iqr, _ROBUST_MIN_STD_FRACTION * sd)
+    # constant (or nearly) features: leave them unscaled, as StandardScaler
+    # does, instead of dividing by ~0
+    tiny = ~(sd >= 10 * np.finfo(C.dtype).eps * np.maximum(np.abs(mu), 1.0))
+    sd[tiny] = 1.0
+    mean[cols] = mu
+    scale[cols] = sd
+    return mean, scale
+
+
+# -- encoding -----------------------------------------------------------------------
+
+
+def n_inputs(layout):
+    """Encoder input width: numeric columns, one-hot levels, indicators."""
+    n_cat = int(np.sum(layout["is_categorical"]))
+    n_num = len(layout["order"]) - n_cat
+    levels = sum(max(1, len(c)) for c in layout["categories"])
+    return n_num + levels + layout["n_indicators"]
+
+
+def encode(C, layout, mean, scale, dtype):
+    """Codes -> :class:`Batch` (encoder inputs, targets, mask).
+
+    Parameters
+    ----------
+    C : ndarray of shape (n_rows, n_features)
+        Codes from :func:`to_codes` (NaN on missing cells).
+    layout : dict
+        From :func:`fit_columns`, with ``n_indicators``.
+    mean, scale : ndarray of shape (n_features,)
+        From :func:`fit_scaling` (in the user's column order).
+    dtype : numpy dtype
+        Of the network.
+    """
+    order = layout["order"]
+    T = np.asarray(C[:, order], dtype=dtype)
+    missing = np.isnan(T)
+    any_missing = bool(missing.any())
+    T -= mean[order].astype(dtype)
+    T /= scale[order].astype(dtype)
+    if any_missing:
+        T[missing] = 0
+    M = (~missing).astype(dtype) if any_missing else None
+    n_cat = int(np.sum(layout["is_categorical"]))
+    n_num = T.shape[1] - n_cat
+    n_ind = layout["n_indicators"]
+    if n_cat == 0 and n_ind == 0:
+        return Batch(T, T, M)
+    parts = [T[:, :n_num]]
+    if n_cat:
+        sizes = [max(1, len(c)) for c in layout["categories"]]
+        onehot = np.zeros((T.shape[0], sum(sizes)), dtype=dtype)
+        start = 0
+        for j, size in enumerate(sizes):
+            col = n_num + j
+            rows = np.flatnonzero(~missing[:, col])
+            onehot[rows, start + T[rows, col].astype(np.intp)] = 1
+            start += size
+        parts.append(onehot)
+    if n_ind:
+        parts.append(missing[:, :n_ind].astype(dtype))
+    return Batch(np.hstack(parts), T, M)
+
+
+def log_scale_per_row(M, layout, scale):
+    """log |det| of the scaling over each row's observed cells (a scalar when
+    every cell is observed)."""
+    log_scale = np.log(scale[layout["order"]])
+    if M is None:
+        return float(np.sum(log_scale))
+    return M @ log_scale.astype(M.dtype)
+
+
+# -- back to the user's columns -------------------------------------------------------
+
+
+def from_internal(V, layout, mean, scale, frame=None):
+    """Values in the internal order and scaling -> the user's columns.
+
+    Numeric columns are unscaled; categorical columns (level indices) become
+    their levels. Returns a DataFrame with the training columns and dtypes
+    when ``frame`` (from :func:`frame_info`) is given; else an ndarray (of
+    objects when a categorical column has non-numeric levels).
+    """
+    order = layout["order"]
+    d = len(order)
+    out = np.empty((V.shape[0], d), dtype=V.dtype)
+    out[:, order] = V
+    out *= scale.astype(V.dtype)
+    out += mean.astype(V.dtype)
+    cat_cols = np.flatnonzero(layout["is_categorical"])
+    if frame is not None:
+        return _to_frame(out, layout, frame)
+    if cat_cols.size == 0:
+        return out
+    levels = layout["categories"]
+    numeric_levels = all(c.dtype.kind in "biuf" for c in levels)
+    result = out if numeric_levels else out.astype(object)
+    for j, cats in zip(cat_cols, levels):
+        codes = np.clip(np.rint(V[:, _internal_position(layout, j)]), 0, None)
+        codes = np.minimum(codes.astype(np.intp), max(len(cats) - 1, 0))
+        result[:, j] = cats[codes] if len(cats) else np.nan
+    return result
+
+
+def _internal_position(layout, j):
+    return int(np.flatnonzero(layout["order"] == j)[0])
+
+
+def _to_frame(values, layout, frame):
+    import pandas as pd
+
+    data = {}
+    levels = iter(layout["categories"])
+    for j, (name, (dtype, ordered)) in enumerate(
+        zip(frame["columns"], frame["dtypes"])
+    ):
+        col = values[:, j]
+        if layout["is_categorical"][j]:
+            cats = next(levels)
+            codes = np.clip(np.rint(col), 0, max(len(cats) - 1, 0)).astype(np.intp)
+            series = pd.Series(pd.Categorical.from_codes(codes, categories=cats))
+            if dtype == "category":
+                series = series.astype(
+                    pd.CategoricalDtype(categories=cats, ordered=ordered)
+                )
+            else:
+                series = pd.Series(cats[codes]).astype(dtype)
+            data[name] = series
+        else:
+            series = pd.Series(col)
+            if dtype.lower().startswith(("int", "uint")):
+                series = series.round()
+            try:
+                series = series.astype(dtype)
+            except (TypeError, ValueError):
+                pass
+            data[name] = series
+    return pd.DataFrame(data, columns=frame["columns"])
