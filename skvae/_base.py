@@ -90,7 +90,7 @@ class _ArraySource:
     def buffer(self, size):
         return np.empty((size, self.X.shape[1]), dtype=self.X.dtype)
 
-    def batch(self, buf, idx):
+    def batch(self, buf, idx, hide=None):
         X, shift, inv_scale = self.X, self.shift, self.inv_scale
 
         def fill(rows):
@@ -104,11 +104,16 @@ class _ArraySource:
 
 class _BatchSource:
     """Training rows already encoded as a :class:`Batch` (categorical columns,
-    missing cells): batches are gathered into preallocated buffers."""
+    missing cells): batches are gathered into preallocated buffers.
 
-    def __init__(self, data):
+    ``layout`` (from :mod:`skvae._columns`) says where each column's inputs
+    are, for hiding cells from the encoder (``hide`` in :meth:`batch`).
+    """
+
+    def __init__(self, data, layout=None):
         self.data = data
         self.n = data.targets.shape[0]
+        self.layout = layout
 
     def buffer(self, size):
         E, T, M = self.data
@@ -117,7 +122,11 @@ class _BatchSource:
         mask = None if M is None else np.empty((size, M.shape[1]), dtype=M.dtype)
         return Batch(inputs, targets, mask)
 
-    def batch(self, buf, idx):
+    def batch(self, buf, idx, hide=None):
+        """The batch of rows ``idx`` in ``buf``, and the function that fills
+        it. ``hide``: None, or a boolean ``(len(idx), n_features)`` array of
+        cells to hide from the encoder (in the internal column order); the
+        likelihood still scores them."""
         E, T, M = self.data
 
         def fill(rows):
@@ -126,6 +135,8 @@ class _BatchSource:
                 np.take(T, idx[rows], axis=0, out=buf.targets[rows])
             if M is not None:
                 np.take(M, idx[rows], axis=0, out=buf.mask[rows])
+            if hide is not None:
+                _columns.hide_inputs(buf.inputs[rows], hide[rows], self.layout)
 
         return buf, fill
 
@@ -141,7 +152,7 @@ class _SparseSource:
     def buffer(self, size):
         return None
 
-    def batch(self, buf, idx):
+    def batch(self, buf, idx, hide=None):
         return _scaled_sparse_batch(self.X[idx], self.inv_scale), None
 
 
@@ -204,6 +215,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             "kl_warmup": 0,
             "iwae_samples": 1,
             "trim_fraction": 0.0,
+            "mask_rate": 0.0,
         }
 
     def _after_fit(self, X):
@@ -341,6 +353,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             not np.any(layout["is_categorical"])
             and len(layout["groups"]) == 1
             and layout["n_indicators"] == 0
+            and not self._training_options()["mask_rate"]
         )
 
     def _uses_scaling(self):
@@ -401,6 +414,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _warn_at_max_iter(self):
         """Whether stopping at ``max_iter`` is worth a ConvergenceWarning
         (not when the budget is a deliberate default)."""
+        return True
+
+    def _stops_on_plateau(self):
+        """Whether ``n_iter_no_change`` epochs without progress stop training."""
         return True
 
     def _new_architecture(self, n_samples, n_features):
@@ -487,6 +504,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             # training rows have any (a missing categorical cell is an
             # all-zero one-hot); a warm start keeps the indicators it has
             has_missing = not sp.issparse(X) and bool(np.isnan(X).any())
+            # cells hidden at random in training need the indicators too
+            has_missing = has_missing or self._training_options()["mask_rate"] > 0
             n_cat = int(np.sum(layout["is_categorical"]))
             old = getattr(self, "_architecture_", {}).get("n_indicators", 0)
             keep = not fresh and old == X.shape[1] - n_cat
@@ -571,7 +590,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             shift = self.input_mean_.astype(X.dtype) if scaling else None
             inv_scale = (1.0 / self.input_scale_).astype(X.dtype)
             return _ArraySource(X, shift, inv_scale)
-        return _BatchSource(self._to_batch(X))
+        return _BatchSource(self._to_batch(X), self._layout_)
 
     def _fit_adam(self, X, objective, workers, gen, rng, incremental):
         arch = objective.arch
@@ -592,6 +611,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         x_buf = {s: source.buffer(s) for s in set(sizes)}
         eps_buf = {s: np.empty(self._noise_shape(s), dtype=dtype) for s in set(sizes)}
         n_epochs = 1 if incremental else self._epochs(n)
+        mask_rate = self._training_options()["mask_rate"]
+        hide = None
+        if mask_rate and not isinstance(source, _BatchSource):
+            mask_rate = 0.0  # sparse input: nothing to hide cells behind
         start = time.perf_counter()
         stopped_early = False
         best_params = None
@@ -607,7 +630,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                     eb = eps_buf[size]
                     if arch.is_vae:
                         gen.standard_normal(out=eb, dtype=dtype)
-                    xb, fill = source.batch(x_buf[size], perm[begin : begin + size])
+                    if mask_rate:
+                        hide = gen.random((size, arch.n_features)) < mask_rate
+                    idx = perm[begin : begin + size]
+                    xb, fill = source.batch(x_buf[size], idx, hide)
                     begin += size
                     loss, grads = objective.loss_and_grads(theta, xb, eb, fill=fill)
                     if not np.isfinite(loss):
@@ -631,7 +657,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 kept = (theta.copy(), _copy_state(optimizer.state()), self.n_iter_)
                 if incremental:
                     break
-                if self._no_improvement_count > self.n_iter_no_change:
+                if self._no_improvement_count > self.n_iter_no_change and (
+                    early_stopping or self._stops_on_plateau()
+                ):
                     stopped_early = True
                     if self.verbose:
                         what = "Validation score" if early_stopping else "Training loss"

@@ -546,6 +546,30 @@ def encode(C, layout, mean, scale, dtype):
     return Batch(np.hstack(parts), T, M)
 
 
+def hide_inputs(E, hide, layout):
+    """Hide cells from the encoder, in place: as if they were missing.
+
+    ``E`` holds encoder inputs (from :func:`encode`) and ``hide`` is a
+    boolean array of the cells to hide, in the internal column order.
+    Numeric cells are set to 0 (the mean) with their indicator at 1;
+    categorical cells get an all-zero one-hot.
+    """
+    n_cat = int(np.sum(layout["is_categorical"]))
+    n_num = hide.shape[1] - n_cat
+    n_ind = layout["n_indicators"]
+    if n_num:
+        keep = ~hide[:, :n_num]
+        E[:, :n_num] *= keep
+        if n_ind:
+            ind = E[:, E.shape[1] - n_ind :]
+            np.maximum(ind, hide[:, :n_ind], out=ind)
+    start = n_num
+    for j, levels in enumerate(layout["categories"]):
+        size = max(1, len(levels))
+        E[:, start : start + size] *= ~hide[:, n_num + j, None]
+        start += size
+
+
 def log_scale_per_row(M, layout, scale):
     """log |det| of the scaling over each row's observed cells (a scalar when
     every cell is observed)."""

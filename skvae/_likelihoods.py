@@ -249,6 +249,8 @@ def categorical_nll(codes, logits, starts, sizes, need_grad=True, mask=None):
     """
     shifted, e, total = _segment_softmax_parts(logits, starts, sizes)
     index = starts + codes.astype(np.intp)
+    if index.ndim < logits.ndim:  # K draws against the same rows
+        index = np.broadcast_to(index, (*logits.shape[:-1], index.shape[-1]))
     el = np.log(total)
     el -= np.take_along_axis(shifted, index, axis=-1)
     if mask is not None:
@@ -341,6 +343,13 @@ class Likelihood:
     def sample(self, out, params, gen):
         """One draw from p(x | z) for each row, respecting the support."""
         raise NotImplementedError
+
+    def expectation(self, out, params, weights):
+        """The best single value for each cell under a mixture over K draws:
+        ``out`` of shape ``(K, ..., n_outputs)`` and normalised ``weights``
+        of shape ``(K, ..., 1)``. The weighted mean of the draws' means;
+        the most probable level for categorical columns."""
+        return np.sum(weights * self.mean(out, params), axis=0)
 
 
 class Gaussian(Likelihood):
@@ -463,6 +472,10 @@ class Categorical(Likelihood):
     def probabilities(self, out):
         return segment_softmax(np.asarray(out), self.starts, self.sizes)
 
+    def expectation(self, out, params, weights):
+        probs = np.sum(weights * self.probabilities(out), axis=0)
+        return segment_argmax(probs, self.starts, self.sizes)
+
     def mean(self, out, params):
         return segment_argmax(np.asarray(out), self.starts, self.sizes)
 
@@ -581,6 +594,15 @@ class LikelihoodTable:
     def sample(self, out, params, gen):
         return np.concatenate(
             [g.sample(out[..., o], params[p], gen) for g, _, o, p in self._parts()],
+            axis=-1,
+        )
+
+    def expectation(self, out, params, weights):
+        return np.concatenate(
+            [
+                g.expectation(out[..., o], params[p], weights)
+                for g, _, o, p in self._parts()
+            ],
             axis=-1,
         )
 

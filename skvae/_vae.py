@@ -4,6 +4,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -11,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import BaseAutoencoder, check_n_samples
 from ._columns import NUMERIC_LIKELIHOODS
 from ._noise import noise_pool, row_keyed_normal
+from ._objectives import as_batch
 
 
 class BaseVAE(BaseAutoencoder):
@@ -40,6 +42,7 @@ class BaseVAE(BaseAutoencoder):
             "kl_warmup": int(self.kl_warmup),
             "iwae_samples": int(self.iwae_samples),
             "trim_fraction": float(getattr(self, "trim_fraction", 0.0)),
+            "mask_rate": float(getattr(self, "mask_rate", 0.0)),
         }
 
     def _log_likelihood(self, X, n_draws):
@@ -62,6 +65,61 @@ class BaseVAE(BaseAutoencoder):
             out[rows] -= np.asarray(self._log_scale(batch), dtype=X.dtype)
 
         self._for_chunks(score, X.shape[0], self._widest(), draws=n_draws)
+        return out
+
+    def _fill_missing(self, X, n_draws, gen=None):
+        """Every missing cell of the rows ``X`` (codes) filled, in the internal
+        order and scaling.
+
+        ``K = n_draws`` draws ``z_k`` from the encoder's posterior of the
+        observed cells, with importance weights
+        ``w_k ~ p(x_obs | z_k) p(z_k) / q(z_k | x_obs)``, represent
+        ``p(z | x_obs)`` (Mattei and Frellsen, 2019). Without ``gen``, a
+        missing numeric cell gets its conditional mean
+        ``sum_k w_k E[x | z_k]`` and a categorical one its most probable
+        level under ``sum_k w_k p(x | z_k)``, with noise keyed by the row (a
+        function of the row and the model). With a generator ``gen``, one
+        ``z_k`` is drawn with probability ``w_k`` (sampling importance
+        resampling) and the missing cells are drawn from ``p(x | z_k)``: one
+        draw from ``p(x_mis | x_obs)``.
+        """
+        arch = self._architecture()
+        theta = self._params_for(X.dtype)
+        params = arch.likelihood_params(theta)
+        out = np.empty((X.shape[0], arch.n_features), dtype=X.dtype)
+        k = arch.latent_dim
+        pool = (
+            None
+            if gen is not None
+            else noise_pool(self._score_seed, n_draws, k, X.dtype)
+        )
+
+        def fill(rows):
+            C = self._rows(X, rows)
+            batch = as_batch(self._to_batch(C))
+            if batch.mask is None:
+                out[rows] = batch.targets
+                return
+            if gen is None:
+                eps = row_keyed_normal(C, self._score_seed, n_draws, k, X.dtype, pool)
+            else:
+                eps = gen.standard_normal((n_draws, C.shape[0], k), dtype=X.dtype)
+            log_w, dec_out = arch.log_weights(theta, batch, eps)
+            w = np.exp(log_w - logsumexp(log_w, axis=0))
+            if gen is None:
+                values = arch.table.expectation(dec_out, params, w[..., None])
+            else:
+                # one draw of k per row with probability w_k
+                cum = np.cumsum(w, axis=0)
+                u = gen.random(C.shape[0]) * cum[-1]
+                pick = np.minimum(np.sum(cum < u, axis=0), n_draws - 1)
+                chosen = dec_out[pick, np.arange(C.shape[0])]
+                values = arch.table.sample(chosen, params, gen)
+            out[rows] = np.where(batch.mask > 0, batch.targets, values)
+
+        self._for_chunks(
+            fill, X.shape[0], self._widest(), draws=n_draws, in_order=gen is not None
+        )
         return out
 
     def score_samples(self, X):

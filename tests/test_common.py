@@ -1,14 +1,16 @@
-"""scikit-learn's estimator checks over the three estimators."""
+"""scikit-learn's estimator checks over the four estimators."""
 
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skvae import AutoencoderTransformer, VAEAnomalyDetector, VAETransformer
+from skvae import AutoencoderTransformer, VAEAnomalyDetector, VAEImputer, VAETransformer
 
 ESTIMATORS = [
     AutoencoderTransformer(random_state=0),
     VAETransformer(random_state=0),
     VAEAnomalyDetector(random_state=0),
+    # a small budget: the checks fit dozens of times
+    VAEImputer(max_iter=20, random_state=0),
 ]
 
 

@@ -1,0 +1,385 @@
+"""Real tables: categorical columns, missing values and sparse input."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
+
+from skvae import (
+    AutoencoderTransformer,
+    VAEAnomalyDetector,
+    VAEImputer,
+    VAETransformer,
+)
+
+pd = pytest.importorskip("pandas")
+
+ALL = [AutoencoderTransformer, VAETransformer, VAEAnomalyDetector, VAEImputer]
+FAST = {"max_iter": 15, "random_state": 0}
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def _table(n=240, seed=0, missing=0.0):
+    """A small mixed table whose columns depend on each other."""
+    rng = np.random.default_rng(seed)
+    group = rng.integers(0, 3, size=n)
+    x = rng.normal(size=n) + 2.0 * group
+    df = pd.DataFrame(
+        {
+            "size": x,
+            "weight": 3.0 * x + rng.normal(size=n),
+            "kind": pd.Categorical(np.array(["a", "b", "c"])[group]),
+            "colour": np.array(["red", "blue"], dtype=object)[(x > 2).astype(int)],
+            "flag": x > 1,
+            "count": rng.poisson(2.0, size=n).astype(np.int64),
+        }
+    )
+    if missing:
+        hide = rng.random(df.shape) < missing
+        for j, col in enumerate(df.columns):
+            if df[col].dtype == bool:
+                df[col] = df[col].astype(object)
+            df.loc[hide[:, j], col] = None if df[col].dtype == object else np.nan
+    return df
+
+
+@pytest.mark.parametrize("Est", ALL)
+def test_dataframe_columns_get_types_from_their_dtype(Est):
+    df = _table()
+    est = Est(**FAST).fit(df)
+    np.testing.assert_array_equal(
+        est.is_categorical_, [False, False, True, True, True, False]
+    )
+    assert [list(c) for c in est.categories_] == [
+        ["a", "b", "c"],
+        ["blue", "red"],
+        [False, True],
+    ]
+    assert list(est.feature_names_in_) == list(df.columns)
+
+
+def test_small_integers_are_never_guessed_categorical():
+    X = np.random.default_rng(0).integers(0, 3, size=(100, 4)).astype(float)
+    est = VAETransformer(**FAST).fit(X)
+    assert not est.is_categorical_.any()
+
+
+@pytest.mark.parametrize(
+    "spec", [[2, 3], [False, False, True, True, False, False], ["kind", "colour"]]
+)
+def test_categorical_features_as_indices_mask_or_names(spec):
+    df = _table()
+    df["flag"] = df["flag"].astype(float)  # numeric unless declared
+    est = VAETransformer(categorical_features=spec, **FAST).fit(df)
+    np.testing.assert_array_equal(
+        est.is_categorical_, [False, False, True, True, False, False]
+    )
+
+
+def test_categorical_columns_of_a_numpy_array_by_index():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=200), rng.integers(0, 4, size=200)])
+    est = VAETransformer(categorical_features=[1], **FAST).fit(X)
+    assert list(est.categories_[0]) == [0.0, 1.0, 2.0, 3.0]
+    out = est.sample(50, noise=True)
+    assert set(np.unique(out[:, 1])) <= {0.0, 1.0, 2.0, 3.0}
+
+
+def test_bad_categorical_features_raise():
+    df = _table()
+    with pytest.raises(ValueError, match="not a column"):
+        VAETransformer(categorical_features=["nope"], **FAST).fit(df)
+    with pytest.raises(ValueError, match="out of range"):
+        VAETransformer(categorical_features=[9], **FAST).fit(df)
+    with pytest.raises(ValueError, match="names columns"):
+        VAETransformer(categorical_features=["a"], **FAST).fit(np.zeros((5, 2)))
+
+
+@pytest.mark.parametrize("Est", ALL)
+def test_missing_values_in_every_method(Est):
+    df = _table(missing=0.2)
+    est = Est(**FAST).fit(df)
+    Z = est.transform(df)
+    if Est is VAEImputer:
+        assert Z.shape == df.shape and not Z.isna().any().any()
+    else:
+        assert Z.shape[0] == len(df) and np.all(np.isfinite(Z))
+    scores = est.score_samples(df)
+    assert np.all(np.isfinite(scores))
+    if hasattr(est, "predict"):
+        assert np.all(np.isfinite(est.decision_function(df)))
+        assert set(np.unique(est.predict(df))) <= {-1, 1}
+    est.partial_fit(df)
+    assert np.all(np.isfinite(est.score_samples(df)))
+
+
+@pytest.mark.parametrize("Est", ALL)
+def test_missing_values_in_a_numeric_array(Est):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 4))
+    X[rng.random(X.shape) < 0.25] = np.nan
+    est = Est(**FAST).fit(X)
+    assert np.all(np.isfinite(est.score_samples(X)))
+    assert np.all(np.isfinite(est.transform(X)))  # codes, or imputed rows
+    # a row with every cell missing is still scored
+    assert np.all(np.isfinite(est.score_samples(np.full((2, 4), np.nan))))
+
+
+def test_a_model_fitted_on_complete_data_scores_rows_with_holes():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3)) @ [[1, 0.5, 0], [0, 1, 0.5], [0, 0, 1]]
+    est = VAETransformer(**FAST).fit(X)
+    Xm = X[:20].copy()
+    Xm[:, 0] = np.nan
+    scores = est.score_samples(Xm)
+    assert np.all(np.isfinite(scores))
+    # fewer observed cells: a density over fewer dimensions
+    assert np.mean(scores) > np.mean(est.score_samples(X[:20]))
+
+
+def test_training_uses_only_observed_cells():
+    # values under the hidden cells must not matter: fit twice with
+    # different garbage hidden behind NaN (the NaN itself) and the same mask
+    df = _table(missing=0.3)
+    a = VAETransformer(**FAST).fit(df)
+    b = VAETransformer(**FAST).fit(df.copy())
+    np.testing.assert_array_equal(a.params_, b.params_)
+    X = np.random.default_rng(0).normal(size=(100, 3))
+    X[::3, 1] = np.nan
+    s1 = VAETransformer(**FAST).fit(X).score_samples(X)
+    assert np.all(np.isfinite(s1))
+
+
+@pytest.mark.parametrize("Est", [VAETransformer, VAEAnomalyDetector])
+def test_unseen_category_is_missing_with_a_warning_or_an_error(Est):
+    df = _table()
+    est = Est(**FAST).fit(df)
+    new = df.head(5).copy()
+    new["kind"] = pd.Categorical(["a", "z", "b", "z", "c"])
+    with pytest.warns(UserWarning, match="unknown categories"):
+        scores = est.score_samples(new)
+    as_missing = new.copy()
+    as_missing["kind"] = pd.Categorical(["a", None, "b", None, "c"])
+    np.testing.assert_allclose(scores, est.score_samples(as_missing))
+    strict = Est(handle_unknown="error", **FAST).fit(df)
+    with pytest.raises(ValueError, match="unknown categories"):
+        strict.transform(new)
+
+
+@pytest.mark.parametrize("Est", [AutoencoderTransformer, VAETransformer])
+def test_dataframe_round_trip_through_inverse_transform_and_sample(Est):
+    df = _table()
+    est = Est(**FAST).fit(df)
+    back = est.inverse_transform(est.transform(df))
+    assert isinstance(back, pd.DataFrame)
+    assert list(back.columns) == list(df.columns)
+    assert list(back.dtypes) == list(df.dtypes)
+    assert list(back["kind"].cat.categories) == ["a", "b", "c"]
+    assert set(back["colour"]) <= {"red", "blue"}
+    assert back["count"].dtype == np.int64
+    drawn = (
+        est.sample(30) if Est is AutoencoderTransformer else est.sample(30, noise=True)
+    )
+    assert list(drawn.dtypes) == list(df.dtypes)
+    assert drawn["kind"].isin(["a", "b", "c"]).all()
+    assert set(drawn["flag"].unique()) <= {True, False}
+
+
+def test_categorical_reconstruction_learns_the_levels():
+    df = _table(n=600)
+    est = VAETransformer(latent_dim=3, max_iter=150, random_state=0).fit(df)
+    back = est.inverse_transform(est.transform(df))
+    # "kind" drives "size" strongly: the code must carry it
+    assert np.mean(back["kind"] == df["kind"]) > 0.8
+
+
+def test_float32_dataframe_stays_float32():
+    df = _table()
+    df["size"] = df["size"].astype(np.float32)
+    df["weight"] = df["weight"].astype(np.float32)
+    df["count"] = df["count"].astype(np.float32)
+    est = VAETransformer(**FAST).fit(df)
+    assert est.params_.dtype == np.float32
+    assert est.transform(df).dtype == np.float32
+
+
+# -- sparse input -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("Est", [AutoencoderTransformer, VAETransformer])
+def test_sparse_input_matches_dense_input(Est):
+    rng = np.random.default_rng(0)
+    X = rng.random((120, 30)) * (rng.random((120, 30)) < 0.2)
+    params = dict(standardize=False, **FAST)
+    dense = Est(**params).fit(X)
+    sparse = Est(**params).fit(sp.csr_matrix(X))
+    np.testing.assert_allclose(sparse.params_, dense.params_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        sparse.transform(sp.csr_matrix(X)), dense.transform(X), rtol=1e-9, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        sparse.score_samples(sp.csr_matrix(X)),
+        dense.score_samples(X),
+        rtol=1e-9,
+        atol=1e-9,
+    )
+
+
+def test_sparse_one_hot_output_drops_into_a_pipeline():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    df = _table()[["kind", "colour"]]
+    pipe = make_pipeline(OneHotEncoder(), VAETransformer(**FAST))
+    Z = pipe.fit_transform(df)
+    assert Z.shape == (len(df), 2) and np.all(np.isfinite(Z))
+    assert np.all(
+        np.isfinite(pipe[-1].score_samples(OneHotEncoder().fit_transform(df)))
+    )
+
+
+def test_sparse_input_is_scaled_without_centring():
+    X = sp.random(200, 10, density=0.3, random_state=0, format="csr") * 5
+    est = VAETransformer(**FAST).fit(X)
+    np.testing.assert_array_equal(est.input_mean_, 0)
+    assert np.all(est.input_scale_ > 0)
+    assert np.all(np.isfinite(est.score_samples(X)))
+
+
+# -- known answer ---------------------------------------------------------------------
+
+
+def _observed_loglik(X, mean, cov):
+    """Exact log N(x_obs; mean_obs, cov_obs) of each row."""
+    from scipy.stats import multivariate_normal
+
+    out = np.empty(X.shape[0])
+    for i, row in enumerate(X):
+        o = ~np.isnan(row)
+        out[i] = (
+            multivariate_normal(mean[o], cov[np.ix_(o, o)]).logpdf(row[o])
+            if o.any()
+            else 0.0
+        )
+    return out
+
+
+def test_linear_vae_scores_the_observed_cells_exactly():
+    # x = W z + mu + noise: the marginal of any subset of cells is Gaussian.
+    # A linear VAE fitted on rows with cells hidden at random must score
+    # held-out rows with holes like the true model's marginal of their
+    # observed cells.
+    rng = np.random.default_rng(0)
+    n, d, k = 4000, 5, 2
+    W = rng.normal(size=(k, d))
+    mu = rng.normal(size=d)
+    psi = rng.uniform(0.2, 0.6, size=d)
+    cov = W.T @ W + np.diag(psi)
+
+    def draw(m):
+        X = rng.normal(size=(m, k)) @ W + mu + rng.normal(size=(m, d)) * np.sqrt(psi)
+        X[rng.random(X.shape) < 0.3] = np.nan
+        return X
+
+    X_train, X_test = draw(n), draw(1000)
+    vae = VAETransformer(
+        hidden_layer_sizes=(),
+        latent_dim=k,
+        activation="identity",
+        max_iter=200,
+        learning_rate_init=3e-3,
+        n_importance_samples=500,
+        random_state=0,
+    ).fit(X_train)
+    got = vae.score_samples(X_test)
+    exact = _observed_loglik(X_test, mu, cov)
+    assert abs(np.mean(got) - np.mean(exact)) < 0.1
+
+
+# -- the imputer ------------------------------------------------------------------------
+
+
+def test_imputer_fills_only_missing_cells_and_keeps_dtypes():
+    df = _table(missing=0.2)
+    out = VAEImputer(**FAST).fit_transform(df)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.dtypes) == list(df.dtypes)
+    assert not out.isna().any().any()
+    observed = df.notna().to_numpy()
+    for j, col in enumerate(df.columns):
+        np.testing.assert_array_equal(
+            out[col].to_numpy(dtype=object)[observed[:, j]],
+            df[col].to_numpy(dtype=object)[observed[:, j]],
+        )
+    assert set(out["kind"]) <= {"a", "b", "c"}
+
+
+def test_imputer_beats_the_mean_on_correlated_columns():
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(600, 2))
+    X = Z @ rng.normal(size=(2, 6)) + 0.1 * rng.normal(size=(600, 6))
+    hide = rng.random(X.shape) < 0.2
+    Xm = np.where(hide, np.nan, X)
+    out = VAEImputer(random_state=0, max_iter=100).fit_transform(Xm)
+    err = np.sqrt(np.mean((out[hide] - X[hide]) ** 2))
+    mean_err = np.sqrt(
+        np.mean((np.nanmean(Xm, axis=0)[np.nonzero(hide)[1]] - X[hide]) ** 2)
+    )
+    assert err < 0.5 * mean_err
+
+
+def test_imputer_sample_posterior_draws_differ_and_reproduce():
+    X = np.random.default_rng(0).normal(size=(100, 3))
+    X[::4, 0] = np.nan
+    a = VAEImputer(sample_posterior=True, **FAST).fit(X)
+    first, second = a.transform(X), a.transform(X)
+    assert not np.array_equal(first, second)
+    b = VAEImputer(sample_posterior=True, **FAST).fit(X)
+    np.testing.assert_array_equal(b.transform(X), first)
+    # a deterministic imputer gives the same values each call
+    c = VAEImputer(**FAST).fit(X)
+    np.testing.assert_array_equal(c.transform(X), c.transform(X))
+
+
+def test_imputer_missing_values_placeholder_and_indicator():
+    X = np.random.default_rng(0).normal(size=(80, 3))
+    X[::5, 1] = -1.0
+    imp = VAEImputer(missing_values=-1.0, add_indicator=True, **FAST)
+    out = imp.fit_transform(X)
+    assert out.shape == (80, 4)
+    np.testing.assert_array_equal(out[:, 3], (X[:, 1] == -1.0).astype(float))
+    assert not np.any(out[::5, 1] == -1.0)
+    names = imp.get_feature_names_out()
+    assert list(names) == ["x0", "x1", "x2", "missingindicator_x1"]
+
+
+def test_imputer_drops_or_keeps_empty_features():
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    X[:, 2] = np.nan
+    X[::3, 0] = np.nan
+    assert VAEImputer(**FAST).fit_transform(X).shape == (60, 2)
+    kept = VAEImputer(keep_empty_features=True, **FAST).fit_transform(X)
+    assert kept.shape == (60, 3)
+    np.testing.assert_array_equal(kept[:, 2], 0.0)
+
+
+def test_imputer_set_output_pandas_on_arrays():
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    X[::4, 0] = np.nan
+    out = VAEImputer(**FAST).set_output(transform="pandas").fit_transform(X)
+    assert list(out.columns) == ["x0", "x1"]
+
+
+def test_imputer_has_no_inverse_transform():
+    assert not hasattr(VAEImputer(), "inverse_transform")
+
+
+def test_warnings_do_not_leak_from_categorical_checks():
+    df = _table()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        VAETransformer(max_iter=3, random_state=0).fit(df).score_samples(df)
