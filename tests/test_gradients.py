@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from skvae._activations import ACTIVATIONS, DERIVATIVES
-from skvae._likelihoods import bernoulli_nll, gaussian_nll, squared_error
+from skvae._columns import encode
+from skvae._likelihoods import (
+    bernoulli_nll,
+    categorical_nll,
+    gaussian_nll,
+    squared_error,
+)
 from skvae._network import backward, forward, init_layers, n_params, unpack
 from skvae._objectives import Architecture, Objective
 from skvae._parallel import Workers
@@ -144,6 +150,129 @@ def test_squared_error_gradient():
     _assert_grad_close(d.ravel(), _numeric_grad(f, R.ravel()))
 
 
+def _mask(shape, seed, rate=0.3):
+    rng = np.random.default_rng(seed)
+    return (rng.random(shape) >= rate).astype(float)
+
+
+@pytest.mark.parametrize("raw_shape", ["feature", "shared", "row"])
+def test_gaussian_likelihood_gradients_with_missing_cells(raw_shape):
+    rng = np.random.default_rng(12)
+    X, mean = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+    raw = {"feature": rng.normal(size=3), "shared": rng.normal(size=1)}.get(
+        raw_shape, rng.normal(size=(6, 3))
+    )
+    M = _mask(X.shape, 0)
+    nll, d_mean, d_raw = gaussian_nll(X, mean, raw, 1e-2, mask=M)
+    full, _, _ = gaussian_nll(X, mean, raw, 1e-2)
+    # only observed cells count: compare with the density of those cells
+    var = np.logaddexp(0, raw) + 1e-2
+    el = 0.5 * ((X - mean) ** 2 / var + np.log(var) + np.log(2 * np.pi))
+    np.testing.assert_allclose(nll, (el * M).sum(axis=1), rtol=1e-12)
+    # with every cell observed, the masked density is the plain one
+    all_observed = gaussian_nll(X, mean, raw, 1e-2, False, np.ones_like(X))[0]
+    np.testing.assert_allclose(all_observed, full, rtol=1e-12)
+
+    def f_mean(m):
+        return gaussian_nll(X, m.reshape(X.shape), raw, 1e-2, False, M)[0].sum()
+
+    def f_raw(r):
+        return gaussian_nll(X, mean, r.reshape(raw.shape), 1e-2, False, M)[0].sum()
+
+    _assert_grad_close(d_mean.ravel(), _numeric_grad(f_mean, mean.ravel()))
+    reduced = np.broadcast_to(d_raw, X.shape)
+    if raw_shape != "row":
+        reduced = reduced.sum(axis=0)
+        if raw_shape == "shared":
+            reduced = reduced.sum(keepdims=True)
+    _assert_grad_close(reduced.ravel(), _numeric_grad(f_raw, raw.ravel()))
+    assert np.all(d_mean[M == 0] == 0)
+
+
+def test_bernoulli_and_squared_error_gradients_with_missing_cells():
+    rng = np.random.default_rng(13)
+    X = rng.uniform(size=(5, 4))
+    logits = rng.normal(size=(5, 4))
+    M = _mask(X.shape, 1)
+    nll, d = bernoulli_nll(X, logits, mask=M)
+    np.testing.assert_allclose(
+        nll,
+        (M * (np.logaddexp(0, logits) - X * logits)).sum(axis=1),
+        rtol=1e-12,
+    )
+
+    def f(lg):
+        return bernoulli_nll(X, lg.reshape(X.shape), False, M)[0].sum()
+
+    _assert_grad_close(d.ravel(), _numeric_grad(f, logits.ravel()))
+    err, d = squared_error(X, logits, mask=M)
+    np.testing.assert_allclose(err, (M * (X - logits) ** 2).sum(axis=1))
+
+    def g(r):
+        return squared_error(X, r.reshape(X.shape), False, M)[0].sum()
+
+    _assert_grad_close(d.ravel(), _numeric_grad(g, logits.ravel()))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_categorical_likelihood_gradient_and_value(masked):
+    from scipy.special import log_softmax
+
+    rng = np.random.default_rng(14)
+    sizes = np.array([3, 2, 4])
+    starts = np.array([0, 3, 5])
+    logits = rng.normal(scale=2, size=(6, 9))
+    codes = np.column_stack([rng.integers(0, s, size=6) for s in sizes]).astype(float)
+    M = _mask(codes.shape, 2) if masked else None
+    nll, d = categorical_nll(codes, logits, starts, sizes, mask=M)
+    expected = np.zeros(6)
+    for j, (a, s) in enumerate(zip(starts, sizes)):
+        lp = log_softmax(logits[:, a : a + s], axis=1)
+        term = -lp[np.arange(6), codes[:, j].astype(int)]
+        expected += term if M is None else term * M[:, j]
+    np.testing.assert_allclose(nll, expected, rtol=1e-12)
+
+    def f(lg):
+        return categorical_nll(
+            codes, lg.reshape(logits.shape), starts, sizes, False, M
+        )[0].sum()
+
+    _assert_grad_close(d.ravel(), _numeric_grad(f, logits.ravel()))
+    # K draws against the same rows: the codes broadcast
+    nll3, _ = categorical_nll(codes, np.stack([logits, logits]), starts, sizes, False)
+    np.testing.assert_allclose(
+        nll3[1], categorical_nll(codes, logits, starts, sizes)[0]
+    )
+
+
+def _table_batch(n, seed, autoencoder=False, missing=0.25):
+    """A mixed table as the network sees it: Gaussian (or squared-error)
+    columns, a Bernoulli column (VAE only), two categorical columns, cells
+    missing at random, and the layout that encoded it."""
+    rng = np.random.default_rng(seed)
+    num = "squared_error" if autoencoder else "gaussian"
+    numeric = [num, num] if autoencoder else [num, num, "bernoulli"]
+    C = np.column_stack(
+        [rng.normal(size=n), rng.normal(size=n)]
+        + ([] if autoencoder else [rng.uniform(size=n)])
+        + [rng.integers(0, 3, size=n), rng.integers(0, 2, size=n)]
+    ).astype(float)
+    C[rng.random(C.shape) < missing] = np.nan
+    d = C.shape[1]
+    n_num = len(numeric)
+    groups = [[num, 2, {}]] + ([] if autoencoder else [["bernoulli", 1, {}]])
+    groups.append(["categorical", 2, {"sizes": [3, 2]}])
+    layout = {
+        "is_categorical": np.array([False] * n_num + [True, True]),
+        "categories": [np.arange(3.0), np.arange(2.0)],
+        "order": np.arange(d),
+        "groups": groups,
+        "n_indicators": n_num,
+    }
+    batch = encode(C, layout, np.zeros(d), np.ones(d), np.float64)
+    return batch, groups, batch.inputs.shape[1], n_num
+
+
 OBJECTIVE_CASES = {
     # likelihood, decoder_variance, activation, hidden, and Objective options
     "ae-tanh": ("squared_error", "feature", "tanh", (5,), {}),
@@ -166,6 +295,38 @@ OBJECTIVE_CASES = {
         (5,),
         {"n_draws": 2, "trim_fraction": 0.25, "alpha": 0.1},
     ),
+    # mixed tables with missing cells: numeric, Bernoulli and categorical
+    # columns, one-hot inputs and missingness indicators
+    "table-gauss-feature": ("gaussian", "feature", "tanh", (5,), {"table": 1}),
+    "table-gauss-shared": (
+        "gaussian",
+        "shared",
+        "tanh",
+        (5,),
+        {"table": 1, "free_bits": 0.05, "beta": 0.7},
+    ),
+    "table-gauss-row-iwae": (
+        "gaussian",
+        "row",
+        "relu",
+        (5,),
+        {"table": 1, "n_draws": 3},
+    ),
+    "table-trimmed-l2": (
+        "gaussian",
+        "row",
+        "tanh",
+        (5, 4),
+        {"table": 1, "trim_fraction": 0.25, "alpha": 0.1},
+    ),
+    "table-ae": ("squared_error", "feature", "tanh", (5,), {"table": 1}),
+    "table-ae-trimmed": (
+        "squared_error",
+        "feature",
+        "relu",
+        (5,),
+        {"table": 1, "trim_fraction": 0.3},
+    ),
 }
 
 
@@ -174,8 +335,30 @@ def _objective_case(case, n, seed):
     likelihood, variance, activation, hidden, options = OBJECTIVE_CASES[case]
     options = dict(options)
     n_draws = options.pop("n_draws", None)
+    table = options.pop("table", None)
     rng = np.random.default_rng(seed)
     d, k = 4, 2
+    if table:
+        X, groups, n_in, n_ind = _table_batch(
+            n, seed, autoencoder=likelihood == "squared_error"
+        )
+        d = X.targets.shape[1]
+        arch = Architecture(
+            d,
+            k,
+            hidden,
+            activation,
+            likelihood,
+            variance,
+            1e-2,
+            table=groups,
+            n_inputs=n_in,
+            n_indicators=n_ind,
+        )
+        theta = arch.init_params(rng, np.float64)
+        theta += 0.1 * rng.normal(size=theta.shape)
+        eps = rng.normal(size=(n, k) if n_draws is None else (n_draws, n, k))
+        return arch, options, theta, X, eps
     if likelihood == "bernoulli":
         X = rng.uniform(size=(n, d))
     else:

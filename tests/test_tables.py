@@ -249,7 +249,7 @@ def test_sparse_input_is_scaled_without_centring():
     assert np.all(np.isfinite(est.score_samples(X)))
 
 
-# -- known answer ---------------------------------------------------------------------
+# -- known answer ----------------------------------------------------------
 
 
 def _observed_loglik(X, mean, cov):
@@ -299,7 +299,7 @@ def test_linear_vae_scores_the_observed_cells_exactly():
     assert abs(np.mean(got) - np.mean(exact)) < 0.1
 
 
-# -- the imputer ------------------------------------------------------------------------
+# -- the imputer -----------------------------------------------------------
 
 
 def test_imputer_fills_only_missing_cells_and_keeps_dtypes():
