@@ -5,6 +5,7 @@ import re
 from numbers import Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import OutlierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -196,9 +197,67 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
         # "auto" is a fixed training budget, chosen on purpose: no warning
         return not isinstance(self.max_iter, str)
 
+    #: How rows with missing cells are scored (see :meth:`score_samples`);
+    #: chosen by ``benchmarks/bench_missing_scores.py``.
+    _missing_rule = "scaled"
+
+    def _missing_adjusted(self, log_px, X):
+        """Scores of validated rows (codes) from their ``log p(x_obs)``."""
+        if sp.issparse(X):
+            return log_px
+        n_obs = np.sum(~np.isnan(X), axis=1)
+        d = X.shape[1]
+        partial = n_obs < d
+        if not partial.any():
+            return log_px
+        out = log_px.copy()
+        per_cell = self._per_cell_score
+        if self._missing_rule == "scaled":
+            # each row's own mean per observed cell, over all d cells
+            out[partial] = log_px[partial] * d / np.maximum(n_obs[partial], 1)
+            out[n_obs == 0] = d * per_cell
+        elif self._missing_rule == "mean_fill":
+            # missing cells count as typical training cells
+            out[partial] += (d - n_obs[partial]) * per_cell
+        return out
+
+    def score_samples(self, X):
+        """Log-likelihood of each row, comparable across rows with missing cells.
+
+        For complete rows this is the importance-weighted log-likelihood of
+        :meth:`VAETransformer.score_samples`. A row with missing cells has
+        only ``log p(x_obs)``, a sum over fewer cells, which would make rows
+        with many missing cells look normal; it is rescaled to all ``d``
+        cells, ``log p(x_obs) * d / d_obs`` (the row's own mean per observed
+        cell; a row with no observed cell gets the training rows' mean). This
+        rule was chosen by measurement (``benchmarks/bench_missing_scores.py``
+        and the user guide).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Rows to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            Higher means more normal.
+        """
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False)
+        return self._missing_adjusted(
+            self._log_likelihood(X, self.n_importance_samples), X
+        )
+
     def _after_fit(self, X):
         super()._after_fit(X)
-        scores = self._log_likelihood(X, self.n_importance_samples)
+        raw = self._log_likelihood(X, self.n_importance_samples)
+        n_obs = X.shape[1]
+        if not sp.issparse(X):
+            n_obs = np.maximum(np.sum(~np.isnan(X), axis=1), 1)
+        # the training rows' mean log-likelihood per observed cell
+        self._per_cell_score = float(np.mean(raw / n_obs))
+        scores = self._missing_adjusted(raw, X)
         if self.contamination == "auto":
             q1, q3 = np.percentile(scores, [25, 75])
             self.offset_ = float(q1 - 1.5 * (q3 - q1))
