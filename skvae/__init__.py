@@ -11,12 +11,14 @@ Three estimators, written on NumPy and SciPy only:
 from ._anomaly import VAEAnomalyDetector
 from ._autoencoder import AutoencoderTransformer
 from ._base import TrainingDivergedError
+from ._persistence import SkvaeVersionWarning
 from ._vae import VAETransformer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AutoencoderTransformer",
+    "SkvaeVersionWarning",
     "TrainingDivergedError",
     "VAEAnomalyDetector",
     "VAETransformer",

@@ -32,6 +32,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._objectives import Architecture, Objective
 from ._optimizers import Adam, minimize_lbfgs
 from ._parallel import threads_for
+from ._persistence import VersionedStateMixin
 
 #: Rows times widest layer per inference chunk: bounds the memory of
 #: ``transform``, ``score_samples`` and ``sample`` whatever the input size.
@@ -122,7 +123,12 @@ def check_n_samples(n_samples):
     return int(n_samples)
 
 
-class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class BaseAutoencoder(
+    VersionedStateMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    BaseEstimator,
+):
     """Shared machinery of the skvae estimators; not for direct use."""
 
     _parameter_constraints: dict = {
