@@ -629,11 +629,13 @@ class BaseAutoencoder(
         """
         size = max(1, min(n_rows, _CHUNK_ELEMENTS // max(1, width * draws)))
         split = not in_order
-        with threads_for(size * draws, self._architecture_, split) as (workers, _):
+        with threads_for(size * draws, self._architecture_, split) as (workers, shards):
             n_threads = workers.n_threads
-            if n_threads > 1:
-                # at least one chunk per thread
-                size = min(size, -(-n_rows // n_threads))
+            if shards > 1:
+                # at least one chunk per shard. By the shards (fixed by the
+                # shapes), not the threads (BLAS's limit now): a row's bits
+                # may depend on its chunk's bounds (NumPy's SIMD loops)
+                size = min(size, -(-n_rows // shards))
             chunks = list(gen_batches(n_rows, size))
             groups = [chunks[i::n_threads] for i in range(n_threads)]
 
