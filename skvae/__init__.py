@@ -16,12 +16,14 @@ from ._anomaly import VAEAnomalyDetector
 from ._autoencoder import AutoencoderTransformer
 from ._base import TrainingDivergedError
 from ._imputer import VAEImputer
+from ._persistence import SkvaeVersionWarning
 from ._vae import VAETransformer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AutoencoderTransformer",
+    "SkvaeVersionWarning",
     "TrainingDivergedError",
     "VAEAnomalyDetector",
     "VAEImputer",

@@ -179,8 +179,16 @@ class AutoencoderTransformer(BaseAutoencoder):
 
     def _after_fit(self, X):
         Z = self._encode(X).astype(np.float64)
-        self.latent_mean_ = Z.mean(axis=0)
-        cov = np.atleast_2d(np.cov(Z, rowvar=False, bias=True))
+        # moments of Z / 2**k, scaled back: the sums of squares inside np.cov
+        # overflow for codes beyond ~1e154 although the covariance is finite.
+        # Powers of two scale exactly: ordinary codes give the same bits
+        peak = np.max(np.abs(Z), axis=0, initial=0.0)
+        unit = np.exp2(np.floor(np.log2(peak, where=peak > 0, out=np.ones_like(peak))))
+        Zu = Z / unit
+        self.latent_mean_ = Zu.mean(axis=0) * unit
+        cov = np.atleast_2d(np.cov(Zu, rowvar=False, bias=True))
+        # one factor at a time: unit_i * unit_j alone may overflow
+        cov = cov * unit[:, None] * unit[None, :]
         self.latent_covariance_ = (cov + cov.T) / 2
 
     def score_samples(self, X):

@@ -35,6 +35,7 @@ from ._columns import is_dataframe
 from ._objectives import Architecture, Batch, Objective
 from ._optimizers import Adam, minimize_lbfgs
 from ._parallel import threads_for
+from ._persistence import VersionedStateMixin
 
 #: Rows times widest layer per inference chunk: bounds the memory of
 #: ``transform``, ``score_samples`` and ``sample`` whatever the input size.
@@ -162,7 +163,12 @@ def _scaled_sparse_batch(X, inv_scale):
     return Batch(E, E.toarray(), None)
 
 
-class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class BaseAutoencoder(
+    VersionedStateMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    BaseEstimator,
+):
     """Shared machinery of the skvae estimators; not for direct use.
 
     Subclasses declare their parameters and say, through the hooks below,
@@ -871,11 +877,13 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         size = max(1, min(n_rows, _CHUNK_ELEMENTS // max(1, width * draws)))
         split = not in_order
-        with threads_for(size * draws, self._architecture_, split) as (workers, _):
+        with threads_for(size * draws, self._architecture_, split) as (workers, shards):
             n_threads = workers.n_threads
-            if n_threads > 1:
-                # at least one chunk per thread
-                size = min(size, -(-n_rows // n_threads))
+            if shards > 1:
+                # at least one chunk per shard. By the shards (fixed by the
+                # shapes), not the threads (BLAS's limit now): a row's bits
+                # may depend on its chunk's bounds (NumPy's SIMD loops)
+                size = min(size, -(-n_rows // shards))
             chunks = list(gen_batches(n_rows, size))
             groups = [chunks[i::n_threads] for i in range(n_threads)]
 

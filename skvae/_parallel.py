@@ -20,6 +20,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
 #: Below this many multiply-adds in the largest matrix product of a step,
@@ -118,6 +119,34 @@ _limit_users = 0
 _limiter = None
 
 
+def _take_blas_control():
+    """Let this thread set OpenBLAS's limits.
+
+    An OpenBLAS with a process-wide thread pool (the pthreads layer of the
+    wheels of NumPy and SciPy) takes its limits, with threadpoolctl 3.6 or
+    later, from one thread only: the first to set them (until a
+    ``threadpool_limits`` block ends), the settings of other threads being
+    ignored. The first skvae call in and the last one out of
+    :func:`_blas_limit` may run in different threads (a web service answering
+    from a thread pool): without taking control, the last one's restoring was
+    ignored and BLAS stayed limited to one thread for the rest of the
+    process. Callers hold ``_LIMIT_LOCK``.
+    """
+    openblas = getattr(threadpoolctl, "OpenBLASController", None)
+    clear = getattr(openblas, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+
+
+def _release_blas_control():
+    """Give up the control taken by :func:`_take_blas_control`, as a
+    ``threadpool_limits`` block does when it ends."""
+    openblas = getattr(threadpoolctl, "OpenBLASController", None)
+    clear = getattr(openblas, "clear_controlling_thread", None)
+    if clear is not None:
+        clear()
+
+
 @contextmanager
 def _blas_limit(n_threads):
     """Limit BLAS to ``n_threads`` threads while inside.
@@ -127,10 +156,12 @@ def _blas_limit(n_threads):
     setting the limit and restoring what it found, could restore out of
     order and leave BLAS limited for the rest of the process. So the first
     caller in saves the original limits and the last one out restores them;
-    in between, the latest caller's limit holds.
+    in between, the latest caller's limit holds. Each takes control of
+    OpenBLAS first (:func:`_take_blas_control`), whatever its thread.
     """
     global _limit_users, _limiter
     with _LIMIT_LOCK:
+        _take_blas_control()
         limiter = _controller().limit(limits=n_threads, user_api="blas")
         if _limit_users == 0:
             _limiter = limiter
@@ -141,7 +172,9 @@ def _blas_limit(n_threads):
         with _LIMIT_LOCK:
             _limit_users -= 1
             if _limit_users == 0:
+                _take_blas_control()
                 _limiter.restore_original_limits()
+                _release_blas_control()
                 _limiter = None
 
 
