@@ -53,9 +53,8 @@ class AutoencoderTransformer(BaseAutoencoder):
         standard deviations. Outputs of ``inverse_transform``
         and ``sample`` are in the original units; reconstruction errors are
         measured on the standardised features, so every feature counts alike.
-    categorical_features : "from_dtype", None, array-like of bool, int or str, \
-            default="from_dtype"
-        Which columns are categorical, as in
+    categorical_features : "from_dtype", None or array-like, default="from_dtype"
+        Which columns are categorical (a boolean mask, indices or names), as in
         :class:`~sklearn.ensemble.HistGradientBoostingRegressor`.
         ``"from_dtype"``: the ``category``, ``object``, ``string`` and
         ``bool`` columns of a pandas DataFrame (no column of an array: small

@@ -39,7 +39,32 @@ def _imputer_parameters():
     text = text[:start] + _AUTO_DOCS + "\n" + text[end:]
     start = text.index("    max_iter : int")
     end = text.index("    tol : ")
-    return text[:start] + text[end:]
+    text = text[:start] + text[end:]
+    # the imputer's own defaults, measured in benchmarks/bench_tabular.py
+    start = text.index("    decoder_variance : ")
+    end = text.index("    n_importance_samples : ")
+    text = text[:start] + _VARIANCE_DOC + text[end:]
+    start = text.index("    n_importance_samples : ")
+    end = text.index("    kl_warmup : ")
+    text = text[:start] + text[end:]
+    start = text.index("    iwae_samples : ")
+    end = text.index("    standardize : ")
+    return text[:start] + _IWAE_DOC + text[end:]
+
+
+_VARIANCE_DOC = """    decoder_variance : {"feature", "shared", "row"}, default="row"
+        Gaussian decoder variance (see :class:`VAETransformer`). ``"row"``
+        (one per row and feature, from a decoder head) imputed better than
+        ``"feature"`` on every table of the benchmark, and its draws with
+        ``sample_posterior=True`` cover the truth at close to their nominal
+        rate where ``"feature"`` gave intervals far too wide.
+"""
+
+_IWAE_DOC = """    iwae_samples : int, default=5
+        Draws per row in the training objective: the importance-weighted
+        bound of MIWAE (Mattei and Frellsen, 2019), which imputed better than
+        the ELBO (``iwae_samples=1``) on the benchmark's tables.
+"""
 
 
 def _never(self):
@@ -54,8 +79,8 @@ class VAEImputer(BaseVAE):
     the observed values (missing ones set to the column's mean) and which
     cells are missing, and the likelihood sums over the observed cells
     (MIWAE, Mattei and Frellsen, 2019; HI-VAE, Nazabal et al., 2020).
-    :meth:`transform` fills only the missing cells, from ``K`` importance-
-    weighted draws of the code given the row's observed cells: numeric cells
+    :meth:`transform` fills only the missing cells, from ``K``
+    importance-weighted draws of the code given the row's observed cells: numeric cells
     with their conditional mean, categorical ones with their most probable
     level. With ``sample_posterior=True`` each call draws the missing cells
     from ``p(x_mis | x_obs)`` instead, for multiple imputation (as
@@ -161,11 +186,11 @@ class VAEImputer(BaseVAE):
         validation_fraction=0.1,
         beta=1.0,
         likelihood="gaussian",
-        decoder_variance="feature",
+        decoder_variance="row",
         n_importance_samples=100,
         kl_warmup=0,
         free_bits=0.0,
-        iwae_samples=1,
+        iwae_samples=5,
         standardize=True,
         categorical_features="from_dtype",
         handle_unknown="missing",
@@ -349,12 +374,21 @@ class VAEImputer(BaseVAE):
         """The input with only its missing cells replaced."""
         if is_dataframe(X) and is_dataframe(filled):
             out = X.copy()
+            import pandas as pd
+
             for j, name in enumerate(X.columns):
                 if missing[:, j].any():
                     col = filled[name]
-                    keep = ~X[name].isna().to_numpy()
+                    src = X[name]
+                    if isinstance(src.dtype, pd.CategoricalDtype):
+                        # the rows passed may declare fewer levels than fit saw
+                        extra = pd.Index(col.dropna().unique()).difference(
+                            src.cat.categories
+                        )
+                        src = src.cat.add_categories(extra)
+                    keep = ~src.isna().to_numpy()
                     # unknown levels are not missing values: keep them
-                    out[name] = X[name].where(keep, col.astype(X[name].dtype))
+                    out[name] = src.where(keep, col.astype(src.dtype))
             return out
         if filled.dtype == object:
             out = np.asarray(X, dtype=object).copy()

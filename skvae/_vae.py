@@ -264,9 +264,8 @@ _SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
         (outliers in the training rows then stretch the scale of the rest
         less). Scores are converted back, so they
         are log-densities of the original data.
-    categorical_features : "from_dtype", None, array-like of bool, int or str, \
-            default="from_dtype"
-        Which columns are categorical, as in
+    categorical_features : "from_dtype", None or array-like, default="from_dtype"
+        Which columns are categorical (a boolean mask, indices or names), as in
         :class:`~sklearn.ensemble.HistGradientBoostingRegressor`.
         ``"from_dtype"``: the ``category``, ``object``, ``string`` and
         ``bool`` columns of a pandas DataFrame (no column of an array: small
