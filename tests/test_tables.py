@@ -383,3 +383,32 @@ def test_warnings_do_not_leak_from_categorical_checks():
         warnings.simplefilter("error")
         warnings.simplefilter("ignore", ConvergenceWarning)
         VAETransformer(max_iter=3, random_state=0).fit(df).score_samples(df)
+
+
+def test_imputer_fills_levels_the_frame_does_not_declare():
+    df = _table(missing=0.0)
+    imp = VAEImputer(**FAST).fit(df)
+    new = df.head(3).copy()
+    new["kind"] = pd.Categorical([None, None, "a"])  # declares only "a"
+    out = imp.transform(new)
+    assert not out["kind"].isna().any()
+    assert set(out["kind"]) <= {"a", "b", "c"}
+
+
+def test_detector_does_not_favour_rows_with_missing_cells():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(6, 6))
+    X = rng.normal(size=(600, 6)) @ A
+    det = VAEAnomalyDetector(random_state=0).fit(X)
+    test = rng.normal(size=(300, 6)) @ A
+    holes = test.copy()
+    holes[:, :3] = np.nan
+    complete, partial = det.score_samples(test), det.score_samples(holes)
+    raw = VAETransformer.score_samples(det, holes)  # log p(x_obs) alone
+    # half the cells: log p(x_obs) alone is far above the complete rows'
+    # scores; rescaled per observed cell it is on their scale
+    gap = abs(np.median(partial) - np.median(complete))
+    assert gap < 0.5 * abs(np.median(raw) - np.median(complete))
+    # a row with no observed cell gets the training rows' typical score
+    empty = det.score_samples(np.full((1, 6), np.nan))
+    assert np.isfinite(empty).all()
