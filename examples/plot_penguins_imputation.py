@@ -265,9 +265,13 @@ for ax, column in zip(axes, ["flipper_length_mm", "body_mass_g"]):
         )
     lo, hi = truth.min(), truth.max()
     ax.plot([lo, hi], [lo, hi], color="k", lw=1, label="perfect imputation")
-    ax.set(title=column, xlabel="true value", ylabel="imputed value")
+    ax.set(
+        title=f"{column}: {len(truth)} hidden cells",
+        xlabel="true value",
+        ylabel="imputed value",
+    )
     ax.legend(loc="upper left")
-fig.suptitle(f"Hidden cells (seed 0): imputed against true values, {len(truth)} cells")
+fig.suptitle("Hidden cells (seed 0): imputed against true values")
 plt.show()
 
 # %%
