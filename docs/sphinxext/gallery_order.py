@@ -13,6 +13,7 @@ EXAMPLE_ORDER = [
     "plot_anomaly_detection.py",
     "plot_synthetic_data.py",
     "plot_customer_segmentation.py",
+    "plot_penguins_imputation.py",
 ]
 
 
