@@ -271,10 +271,26 @@ def _rows(X, index):
     return X.iloc[index] if hasattr(X, "iloc") else X[index]
 
 
+def _rows_out(value, X, dtype, what):
+    """Rows an estimator returns: a DataFrame with the training columns and
+    dtypes when it was fitted on one (then compared as an array of
+    ``dtype``), else the array itself."""
+    if hasattr(value, "dtypes"):
+        assert list(value.columns) == list(X.columns), what
+        assert list(value.dtypes) == list(X.dtypes), what
+        return value.to_numpy(dtype=dtype)
+    return value
+
+
 def _outputs(est, X):
     out = {"transform": np.asarray(est.transform(X))}
     out["score_samples"] = est.score_samples(X)
-    out["inverse_transform"] = est.inverse_transform(out["transform"])
+    out["inverse_transform"] = _rows_out(
+        est.inverse_transform(out["transform"]),
+        X,
+        _expected_dtype(X),
+        "inverse_transform",
+    )
     if hasattr(est, "decision_function"):
         out["decision_function"] = est.decision_function(X)
         out["predict"] = est.predict(X)
@@ -305,7 +321,7 @@ def check_fitted_properties(Est, params, X):
     for name in ("transform", "score_samples", "inverse_transform"):
         assert out[name].dtype == dtype, (name, out[name].dtype, dtype)
         assert np.all(np.isfinite(out[name])), name
-    samples = est.sample(3, random_state=0)
+    samples = _rows_out(est.sample(3, random_state=0), X, est.params_.dtype, "sample")
     assert samples.dtype == est.params_.dtype
     assert np.all(np.isfinite(samples)), "sample"
     assert np.all(np.isfinite(est.loss_curve_))
@@ -332,7 +348,10 @@ def check_fitted_properties(Est, params, X):
     np.testing.assert_array_equal(again.params_, est.params_)
     for name, value in _outputs(again, X).items():
         np.testing.assert_array_equal(value, out[name], err_msg=name)
-    np.testing.assert_array_equal(again.sample(3, random_state=0), samples)
+    np.testing.assert_array_equal(
+        _rows_out(again.sample(3, random_state=0), X, est.params_.dtype, "sample"),
+        samples,
+    )
     COUNTS[Est.__name__]["passed"] += 1
 
 
