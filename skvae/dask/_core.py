@@ -151,7 +151,7 @@ def prepare_block(model, block, seed):
     return np.ascontiguousarray(Xs)
 
 
-def train_piece(model, token, state, Xs, start, stop, seed, epoch):
+def train_piece(model, token, state, Xs, start, stop, seed, epoch, lr_scale=1.0):
     """Adam over the rows ``Xs[start:stop]``, from ``state``.
 
     Returns the new parameters and (unscaled) moments, the step count and
@@ -166,7 +166,7 @@ def train_piece(model, token, state, Xs, start, stop, seed, epoch):
     theta = state["params"].copy()
     optimizer = Adam(
         theta,
-        model.learning_rate_init,
+        model.learning_rate_init * lr_scale,
         state={"moments": state["moments"].copy(), "t": state["t"], "t0": state["t"]},
     )
     is_vae = objective.arch.is_vae

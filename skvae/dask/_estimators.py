@@ -44,6 +44,24 @@ ROUND_STEPS = 256
 #: next one queued, and at most this many rounds of blocks are in memory.
 WINDOW = 2
 
+#: Pieces (of :data:`ROUND_STEPS` steps) that start the first epoch one at
+#: a time, on one worker each, before the workers train apart: models that
+#: leave the initialisation apart land in different basins of the loss
+#: (hidden units in another order, say) and their average is worse than
+#: either. Without this warm-up, two workers lost 3 to 10 nats/row held out
+#: after one epoch of the benchmark's data; with 2 pieces (512 steps) they
+#: matched one worker (the user guide has the figures).
+WARMUP_PIECES = 2
+
+#: Averaging the models of L workers that each took H steps advances the
+#: model about as far as H steps of one worker (with less noise), not L * H:
+#: with the in-memory step size, two workers lost 12 nats/row held out
+#: after one epoch of the benchmark's 1M rows. So each worker's Adam step
+#: size is ``learning_rate_init`` times the number of workers (the linear
+#: scaling rule of large-batch training, Goyal et al., 2017), up to this
+#: factor; with it, two workers matched one (see the user guide).
+MAX_LR_SCALE = 8
+
 #: Rows per chunk of ``sample`` by default.
 SAMPLE_CHUNK = 1 << 17
 
@@ -494,6 +512,23 @@ def _seed(gen):
     return int(gen.integers(np.iinfo(np.int64).max))
 
 
+def _rounds(lanes, n_warmup):
+    """Pieces by round: the ``n_warmup`` first alone, then one per lane."""
+    taken = [0] * len(lanes)
+    warm = []
+    for r in range(max(len(lane) for lane in lanes)):
+        for i, lane in enumerate(lanes):
+            if len(warm) < n_warmup and r < len(lane):
+                warm.append([lane[r]])
+                taken[i] += 1
+    lanes = [lane[k:] for lane, k in zip(lanes, taken)]
+    rest = [
+        [lane[r] for lane in lanes if r < len(lane)]
+        for r in range(max(len(lane) for lane in lanes))
+    ]
+    return warm + [group for group in rest if group]
+
+
 def _train(client, model, blocks, rows, gen):
     """Local Adam on every worker, averaged every :data:`ROUND_STEPS` steps."""
     nonempty = [i for i, n in enumerate(rows) if n > 0]
@@ -512,6 +547,7 @@ def _train(client, model, blocks, rows, gen):
     val_seeds = {b: _seed(gen) for b in val_blocks}
     n_lanes = max(1, min(sum(client.nthreads().values()), len(train_blocks)))
     piece_rows = ROUND_STEPS * _core.batch_size(model, n_train)
+    lr_scale = min(n_lanes, MAX_LR_SCALE)
     n_epochs = _core.n_epochs(model, n_train)
     token = uuid.uuid4().hex
     model_f = client.scatter(model, broadcast=True, hash=False)
@@ -531,15 +567,13 @@ def _train(client, model, blocks, rows, gen):
             ]
             for lane in range(n_lanes)
         ]
+        rounds = _rounds(lanes, WARMUP_PIECES if epoch == 0 else 0)
         state_f = client.scatter([state], hash=False)[0]
         prepared = {}
         window = deque()
-        for r in range(max(len(lane) for lane in lanes)):
+        for group in rounds:
             pieces = []
-            for lane in lanes:
-                if r >= len(lane):
-                    continue
-                b, s, e = lane[r]
+            for b, s, e in group:
                 if b not in prepared:
                     prepared[b] = client.compute(
                         dask.delayed(_core.prepare_block)(
@@ -557,6 +591,7 @@ def _train(client, model, blocks, rows, gen):
                         e,
                         _seed(gen),
                         epoch,
+                        lr_scale,
                         pure=False,
                     )
                 )
