@@ -324,7 +324,7 @@ def main():
                     n_workers=n_workers,
                     threads_per_worker=1,
                     processes=True,
-                    dashboard_address=None,
+                    dashboard_address=":0",
                 )
                 client = Client(cluster)
             try:

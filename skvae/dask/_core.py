@@ -267,11 +267,11 @@ def finish_training(model, state, best_params):
 
 def block_latent_moments(model, block):
     """``(n, mean, scatter)`` of the codes (posterior means) of a block."""
-    Z = encode(model, block)
-    n = Z.shape[0]
-    if n == 0:
+    if block.shape[0] == 0:
         k = model._architecture_["latent_dim"]
         return 0, np.zeros(k), np.zeros((k, k))
+    Z = encode(model, block)
+    n = Z.shape[0]
     mean = Z.mean(axis=0)
     dev = Z - mean
     return n, mean, dev.T @ dev

@@ -115,18 +115,26 @@ def _one_column_chunk(X):
 def _head(X, n=8):
     """A few rows of the first non-empty block, in the client."""
     if _is_dataframe(X):
-        return X.head(n, npartitions=-1)
+        head = X.head(n, npartitions=1)
+        # the first partition may be empty (after a filter, say)
+        return head if len(head) else X.head(n, npartitions=-1)
     return _one_column_chunk(X)[:n].compute()
 
 
-def _call(model, method, block, **kwargs):
-    """``getattr(model, method)(block, ...)`` on a worker."""
+def _call(model, method, block, empty=None, **kwargs):
+    """``getattr(model, method)(block, ...)`` on a worker.
+
+    An empty block (dask DataFrames have them after a filter) gives
+    ``empty``, an empty result, where the estimator would refuse it.
+    """
+    if empty is not None and block.shape[0] == 0:
+        return empty
     return getattr(model, method)(block, **kwargs)
 
 
-def _call_block(block, model, method, **kwargs):
+def _call_block(block, model, method, empty=None, **kwargs):
     """:func:`_call` with the block first, for ``map_blocks``."""
-    return getattr(model, method)(block, **kwargs)
+    return _call(model, method, block, empty, **kwargs)
 
 
 def _init_with_parameters(local_class):
@@ -258,7 +266,7 @@ class _DaskEstimator(BaseEstimator):
         if _is_dataframe(X):
             parts = [
                 da.from_delayed(
-                    dask.delayed(_call)(model, method, part, **kwargs),
+                    dask.delayed(_call)(model, method, part, meta, **kwargs),
                     shape=(math.nan,) if width is None else (math.nan, width),
                     dtype=dtype,
                     meta=meta,
@@ -283,6 +291,7 @@ class _DaskEstimator(BaseEstimator):
             _call_block,
             model,
             method,
+            meta,
             chunks=(X.chunks[0], (width,)),
             dtype=dtype,
             meta=meta,
@@ -454,6 +463,9 @@ def _copy(value):
 
 
 def _block_summary(model, block, robust):
+    if block.shape[0] == 0:
+        empty = (0, None) if robust else None
+        return {"moments": (0, None, None, None), "quantiles": empty, "n": 0}
     X = _core.validated(model, block)
     return {
         "moments": block_moments(X),
@@ -653,7 +665,10 @@ def _after_fit(client, model, blocks):
     _core.set_latent_statistics(model, moments)
     if isinstance(model, VAEAnomalyDetector):
         model_f = client.scatter(model, broadcast=True, hash=False)
-        scores = [dask.delayed(_call)(model_f, "score_samples", b) for b in blocks]
+        empty = np.empty(0, dtype=model.params_.dtype)
+        scores = [
+            dask.delayed(_call)(model_f, "score_samples", b, empty) for b in blocks
+        ]
         scores = client.persist(scores)
         values = exact_percentiles(client, scores, _core.offset_percentiles(model))
         _core.set_offset(model, values)
