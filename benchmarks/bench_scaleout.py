@@ -107,6 +107,18 @@ class PeakMemory:
         self.peak = max(self.peak, self._proc.memory_info().rss)
 
 
+def _cpu_seconds():
+    import psutil
+
+    t = psutil.Process().cpu_times()
+    return t.user + t.system
+
+
+def workers_cpu(client):
+    """CPU-seconds used so far by all the worker processes together."""
+    return sum(client.run(_cpu_seconds).values())
+
+
 def _worker_peak_rss():
     import resource
 
@@ -144,9 +156,11 @@ def run_config(client, n_rows, args):
         row["generate_s"] = time.perf_counter() - start
     est = DaskVAETransformer(**MODEL, max_iter=args.epochs, client=client)
     with PeakMemory() as mem_fit:
+        cpu = workers_cpu(client)
         start = time.perf_counter()
         est.fit(X)
         row["fit_s"] = time.perf_counter() - start
+        row["fit_cpu_s"] = workers_cpu(client) - cpu
     row["epochs"] = est.n_iter_
     row["train_loss"] = est.loss_curve_[-1]
     row["fit_rows_per_s"] = n_rows * est.n_iter_ / row["fit_s"]
@@ -154,9 +168,11 @@ def run_config(client, n_rows, args):
     row["train_rows_per_s"] = n_rows * est.n_iter_ / row["train_s"]
     row["heldout"] = float(est.score(X_test).compute())
     with PeakMemory() as mem_score:
+        cpu = workers_cpu(client)
         start = time.perf_counter()
         float(est.score_samples(X).sum().compute())
         row["score_s"] = time.perf_counter() - start
+        row["score_cpu_s"] = workers_cpu(client) - cpu
     row["score_rows_per_s"] = n_rows / row["score_s"]
     row["client_peak_mb"] = max(mem_gen.peak, mem_fit.peak, mem_score.peak) / 2**20
     row["worker_peak_mb"] = max(client.run(_worker_peak_rss).values()) / 2**20
@@ -209,6 +225,14 @@ def print_table(rows, plain):
             f"{r['score_rows_per_s']:>13.0f} {r['client_peak_mb']:>10.0f} "
             f"{r['worker_peak_mb']:>10.0f} {r['load']:>5.1f}"
         )
+    if all("fit_cpu_s" in r for r in rows):
+        print("worker CPU-seconds per million rows (independent of other load):")
+        for r in rows:
+            m = r["rows"] / 1e6
+            print(
+                f"  N={r['rows']:>9} workers={r['workers']}: fit "
+                f"{r['fit_cpu_s'] / m:.1f}, score_samples {r['score_cpu_s'] / m:.1f}"
+            )
     by = {(r["rows"], r["workers"]): r for r in rows}
     for n in sorted({r["rows"] for r in rows}):
         one, two = by.get((n, 1)), by.get((n, 2))

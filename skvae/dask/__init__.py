@@ -11,11 +11,11 @@ this module, nor dask.
 - :data:`WORKER_CONFIG`: the dask configuration skvae needs on its workers
   (no ``MALLOC_TRIM_THRESHOLD_``, single-threaded BLAS). Importing this
   module applies it to clusters started afterwards in the same process.
-
-.. TODO(lead): ``DaskVAEImputer`` once ``skvae.VAEImputer`` exists: a class
-   with ``_local_class = VAEImputer`` (transform through ``_map``), as the
-   three classes here.
 """
+
+# TODO(lead): DaskVAEImputer once skvae.VAEImputer exists: a class in
+# _estimators.py with ``_local_class = VAEImputer`` whose transform goes
+# through ``_map`` (width n_features_in_), exported here.
 
 try:
     import dask  # noqa: F401
