@@ -258,56 +258,81 @@ def print_table(rows, plain):
                 )
 
 
-def plot(path):
+def plot(path, sources):
+    """The user guide's figure from result files (later ones take precedence)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = json.loads(RESULTS.read_text())
-    rows = data["dask"]
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
-    for w, marker in ((1, "o"), (2, "s")):
+    by = {}
+    for source in sources:
+        for r in json.loads(Path(source).read_text())["dask"]:
+            by[(r["rows"], r["workers"])] = r
+    rows = list(by.values())
+    has_cpu = any("fit_cpu_s" in r for r in rows)
+    fig, axes = plt.subplots(
+        1, 4 if has_cpu else 3, figsize=(14 if has_cpu else 11, 3.4)
+    )
+    for w, marker, color in ((1, "o", "C0"), (2, "s", "C1")):
         sel = sorted((r for r in rows if r["workers"] == w), key=lambda r: r["rows"])
         if not sel:
             continue
         n = [r["rows"] / 1e6 for r in sel]
         label = f"{w} worker{'s' if w > 1 else ''}"
+        style = {"marker": marker, "color": color}
         axes[0].plot(
-            n, [r["score_rows_per_s"] / 1e3 for r in sel], marker=marker, label=label
+            n, [r["score_rows_per_s"] / 1e3 for r in sel], label=label, **style
         )
         axes[1].plot(
-            n, [r["fit_rows_per_s"] / 1e3 for r in sel], marker=marker, label=label
+            n, [r["train_rows_per_s"] / 1e3 for r in sel], label=label, **style
         )
-        axes[2].plot(
-            n,
-            [r["worker_peak_mb"] for r in sel],
-            marker=marker,
-            label=f"worker, {label}",
+        mem = axes[-1]
+        mem.plot(
+            n, [r["worker_peak_mb"] for r in sel], label=f"a worker, {label}", **style
         )
-        axes[2].plot(
+        mem.plot(
             n,
             [r["client_peak_mb"] for r in sel],
-            marker=marker,
             linestyle="--",
             label=f"client, {label}",
+            **style,
         )
-    titles = ["score_samples (k rows/s)", "training (k rows/s)", "peak memory (MB)"]
+        if has_cpu:
+            cpu = [r for r in sel if "fit_cpu_s" in r]
+            m = [r["rows"] / 1e6 for r in cpu]
+            axes[2].plot(
+                m,
+                [r["fit_cpu_s"] / (r["rows"] / 1e6) for r in cpu],
+                label=f"fit, {label}",
+                **style,
+            )
+            axes[2].plot(
+                m,
+                [r["score_cpu_s"] / (r["rows"] / 1e6) for r in cpu],
+                linestyle="--",
+                label=f"score_samples, {label}",
+                **style,
+            )
+    titles = ["score_samples (k rows/s)", "training passes (k rows/s)"]
+    if has_cpu:
+        titles.append("worker CPU-s per million rows")
+    titles.append("peak memory (MB)")
     for ax, title in zip(axes, titles):
         ax.set_xscale("log")
         ax.set_xlabel("rows (millions)")
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    axes[0].legend()
-    axes[2].legend(fontsize=7)
-    load = max(r["load"] for r in rows)
+        ax.legend(fontsize=7)
+    loads = [r["load"] for r in rows]
     fig.suptitle(
-        f"skvae.dask on a 2-core machine (1 thread per worker; load up to {load:.1f})",
+        "skvae.dask on a shared 2-core machine, 1 thread per worker "
+        f"(load average {min(loads):.0f} to {max(loads):.0f})",
         fontsize=10,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     print(f"wrote {path}")
 
 
@@ -323,9 +348,12 @@ def main():
     parser.add_argument("--no-plain", action="store_true")
     parser.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--plot", default=None, help="draw the figure to this path")
+    parser.add_argument(
+        "--results", nargs="+", default=[str(RESULTS)], help="files for --plot"
+    )
     args = parser.parse_args()
     if args.plot:
-        plot(args.plot)
+        plot(args.plot, args.results)
         return
     if args.plain:
         run_plain(args)

@@ -541,94 +541,132 @@ def _rounds(lanes, n_warmup):
     return warm + [group for group in rest if group]
 
 
+def _split_blocks(model, rows, gen):
+    """Training and held-out blocks (whole blocks, when early stopping)."""
+    nonempty = [i for i, n in enumerate(rows) if n > 0]
+    if not model.early_stopping:
+        return nonempty, []
+    n_val = max(1, int(round(model.validation_fraction * len(nonempty))))
+    if len(nonempty) - n_val < 1:
+        raise ValueError(
+            "early_stopping holds out whole blocks: it needs at least 2 "
+            f"non-empty blocks, got {len(nonempty)}. Rechunk the data "
+            "into more blocks."
+        )
+    val = sorted(gen.choice(nonempty, n_val, replace=False).tolist())
+    return [i for i in nonempty if i not in set(val)], val
+
+
+def _plan_epoch(gen, train_blocks, rows, n_lanes, piece_rows, n_warmup):
+    """Rounds of pieces ``(block, start, stop)`` and the blocks' shuffling seeds.
+
+    The blocks, in a new random order, are dealt to the lanes (worker
+    threads); each lane cuts its blocks into pieces of ``piece_rows`` rows.
+    """
+    order = [int(b) for b in gen.permutation(train_blocks)]
+    block_seeds = {b: _seed(gen) for b in order}
+    lanes = [
+        [
+            (b, s, min(s + piece_rows, rows[b]))
+            for b in order[lane::n_lanes]
+            for s in range(0, rows[b], piece_rows)
+        ]
+        for lane in range(n_lanes)
+    ]
+    return _rounds(lanes, n_warmup), block_seeds
+
+
+def _submit_epoch(client, job, state, rounds, block_seeds, gen, epoch):
+    """Submit the rounds of one epoch; returns the future of its final state.
+
+    A block is prepared (validated, scaled, shuffled) by the round that
+    first needs it and released after its last piece; at most
+    :data:`WINDOW` rounds are queued ahead of the one running.
+    """
+    state_f = client.scatter([state], hash=False)[0]
+    prepared = {}
+    window = deque()
+    for group in rounds:
+        pieces = []
+        for b, start, stop in group:
+            if b not in prepared:
+                prepared[b] = client.compute(
+                    dask.delayed(_core.prepare_block)(
+                        job["model"], job["blocks"][b], block_seeds[b]
+                    )
+                )
+            pieces.append(
+                client.submit(
+                    _core.train_piece,
+                    job["model"],
+                    job["token"],
+                    state_f,
+                    prepared[b],
+                    start,
+                    stop,
+                    _seed(gen),
+                    epoch,
+                    job["lr_scale"],
+                    pure=False,
+                )
+            )
+            if stop == job["rows"][b]:
+                del prepared[b]  # released once its last piece has run
+        state_f = client.submit(_average, state_f, *pieces, pure=False)
+        window.append(state_f)
+        if len(window) > WINDOW:
+            window.popleft().result()
+    return state_f
+
+
+def _submit_validation(client, job, state_f, val_blocks, val_seeds):
+    """Futures of the held-out blocks' summed ELBO parts under ``state_f``."""
+    futures = []
+    for b in val_blocks:
+        Xs = client.compute(
+            dask.delayed(_core.prepare_block)(job["model"], job["blocks"][b], None)
+        )
+        futures.append(
+            client.submit(
+                _core.validation_sums,
+                job["model"],
+                job["token"],
+                state_f,
+                Xs,
+                val_seeds[b],
+                pure=False,
+            )
+        )
+    return futures
+
+
 def _train(client, model, blocks, rows, gen):
     """Local Adam on every worker, averaged every :data:`ROUND_STEPS` steps."""
-    nonempty = [i for i, n in enumerate(rows) if n > 0]
-    val_blocks = []
-    if model.early_stopping:
-        n_val = max(1, int(round(model.validation_fraction * len(nonempty))))
-        if len(nonempty) - n_val < 1:
-            raise ValueError(
-                "early_stopping holds out whole blocks: it needs at least 2 "
-                f"non-empty blocks, got {len(nonempty)}. Rechunk the data "
-                "into more blocks."
-            )
-        val_blocks = sorted(gen.choice(nonempty, n_val, replace=False).tolist())
-    train_blocks = [i for i in nonempty if i not in set(val_blocks)]
+    train_blocks, val_blocks = _split_blocks(model, rows, gen)
     n_train = sum(rows[i] for i in train_blocks)
     val_seeds = {b: _seed(gen) for b in val_blocks}
     n_lanes = max(1, min(sum(client.nthreads().values()), len(train_blocks)))
     piece_rows = ROUND_STEPS * _core.batch_size(model, n_train)
-    lr_scale = min(n_lanes, MAX_LR_SCALE)
     n_epochs = _core.n_epochs(model, n_train)
-    token = uuid.uuid4().hex
-    model_f = client.scatter(model, broadcast=True, hash=False)
+    job = {
+        "model": client.scatter(model, broadcast=True, hash=False),
+        "token": uuid.uuid4().hex,
+        "blocks": blocks,
+        "rows": rows,
+        "lr_scale": min(n_lanes, MAX_LR_SCALE),
+    }
     state = _core.initial_state(model)
     best = None
     stopped = False
     start = time.perf_counter()
     for epoch in range(n_epochs):
         state["sums"] = np.zeros(4)
-        order = gen.permutation(train_blocks)
-        block_seeds = {int(b): _seed(gen) for b in order}
-        lanes = [
-            [
-                (int(b), s, min(s + piece_rows, rows[b]))
-                for b in order[lane::n_lanes]
-                for s in range(0, rows[b], piece_rows)
-            ]
-            for lane in range(n_lanes)
-        ]
-        rounds = _rounds(lanes, WARMUP_PIECES if epoch == 0 else 0)
-        state_f = client.scatter([state], hash=False)[0]
-        prepared = {}
-        window = deque()
-        for group in rounds:
-            pieces = []
-            for b, s, e in group:
-                if b not in prepared:
-                    prepared[b] = client.compute(
-                        dask.delayed(_core.prepare_block)(
-                            model_f, blocks[b], block_seeds[b]
-                        )
-                    )
-                pieces.append(
-                    client.submit(
-                        _core.train_piece,
-                        model_f,
-                        token,
-                        state_f,
-                        prepared[b],
-                        s,
-                        e,
-                        _seed(gen),
-                        epoch,
-                        lr_scale,
-                        pure=False,
-                    )
-                )
-                if e == rows[b]:
-                    del prepared[b]  # released once its last piece has run
-            state_f = client.submit(_average, state_f, *pieces, pure=False)
-            window.append(state_f)
-            if len(window) > WINDOW:
-                window.popleft().result()
-        val_f = []
-        for b in val_blocks:
-            Xs = client.compute(
-                dask.delayed(_core.prepare_block)(model_f, blocks[b], None)
-            )
-            val_f.append(
-                client.submit(
-                    _core.validation_sums,
-                    model_f,
-                    token,
-                    state_f,
-                    Xs,
-                    val_seeds[b],
-                    pure=False,
-                )
-            )
+        n_warmup = WARMUP_PIECES if epoch == 0 else 0
+        rounds, block_seeds = _plan_epoch(
+            gen, train_blocks, rows, n_lanes, piece_rows, n_warmup
+        )
+        state_f = _submit_epoch(client, job, state, rounds, block_seeds, gen, epoch)
+        val_f = _submit_validation(client, job, state_f, val_blocks, val_seeds)
         state, *val_sums = client.gather([state_f, *val_f])
         _core.record_epoch(model, state["sums"])
         val_score = None
