@@ -765,9 +765,13 @@ def _doc(local_class, what):
     Fitting makes one pass over the data for the scaling statistics, then
     trains with local Adam: each worker thread runs Adam on its own blocks
     for {ROUND_STEPS} steps from the same parameters and moments, then the
-    models and their Adam moments are averaged, and so on. With
-    ``early_stopping`` whole blocks are held out. Only ``solver="adam"`` is
-    supported. See the user guide, "Scaling out".
+    models and their Adam moments are averaged, and so on (after a short
+    warm-up on one worker at a time, and with the step size scaled by the
+    number of workers). With ``early_stopping`` whole blocks are held out.
+    A last pass computes the fitted statistics (``offset_`` of the
+    detector: an exact quantile of the scores of all the training rows).
+    Only ``solver="adam"`` is supported, and ``warm_start`` has no effect.
+    See the user guide, "Scaling out".
 
     Parameters
     ----------
