@@ -320,6 +320,9 @@ def plot(path, sources):
     titles.append("peak memory (MB)")
     for ax, title in zip(axes, titles):
         ax.set_xscale("log")
+        ax.set_xlim(0.7, 25)
+        ax.set_xticks([1, 4, 16], ["1", "4", "16"])
+        ax.minorticks_off()
         ax.set_xlabel("rows (millions)")
         ax.set_title(title, fontsize=10)
         ax.set_ylim(bottom=0)
