@@ -13,9 +13,10 @@ this module, nor dask.
   module applies it to clusters started afterwards in the same process.
 """
 
-# TODO(lead): DaskVAEImputer once skvae.VAEImputer exists: a class in
-# _estimators.py with ``_local_class = VAEImputer`` whose transform goes
-# through ``_map`` (width n_features_in_), exported here.
+# Not yet: DaskVAEImputer, and training on blocks with categorical columns or
+# missing values (inference already takes them, through the in-memory
+# estimator's methods). Training needs mergeable per-block level summaries
+# and the masked batches of skvae._columns on the workers.
 
 try:
     import dask  # noqa: F401

@@ -14,10 +14,11 @@ Private names used (for the lead): ``_check_X``, ``_uses_scaling``,
 ``_likelihood``, ``_new_architecture``, ``_architecture``,
 ``_architecture_``, ``Architecture.init_params``, ``_objective``,
 ``_training_options``, ``_noise_shape``, ``_batch_size``, ``_epochs``,
-``_warn_at_max_iter``, ``_log_scale_sum``, ``_scale``, ``_record_epoch``,
+``_warn_at_max_iter``, ``_scaled_columns``, ``_fast_path``,
+``_default_likelihood``, ``_layout_``, ``_scale``, ``_record_epoch``,
 ``_update_no_improvement``, ``_encode``, ``_log_likelihood``,
 ``_score_seed``, ``_optimizer_state``, ``_no_improvement_count``,
-``skvae._base._ROBUST_MIN_STD_FRACTION``, ``skvae._optimizers.Adam`` (its
+``skvae._columns._ROBUST_MIN_STD_FRACTION``, ``skvae._optimizers.Adam`` (its
 ``m``, ``v``, ``t`` and state format).
 """
 
@@ -26,7 +27,8 @@ import threading
 import numpy as np
 from sklearn.utils import check_random_state
 
-from .._base import _ROBUST_MIN_STD_FRACTION, TrainingDivergedError
+from .._base import TrainingDivergedError
+from .._columns import _ROBUST_MIN_STD_FRACTION
 from .._optimizers import Adam
 from ._stats import finish_moments, quantiles_from_summary
 
@@ -37,21 +39,41 @@ def check_head(model, head):
     """Validate the first rows, setting ``n_features_in_`` (and names).
 
     Returns the working dtype (float32 or float64).
+
+    Training on dask collections takes numeric columns without missing
+    values (categorical columns and NaN are validated, then refused here).
     """
-    return model._check_X(head, reset=True).dtype
+    C = model._check_X(head, reset=True)
+    # no missingness indicators: the rows are fully observed (checked blockwise)
+    model._layout_["n_indicators"] = 0
+    if not model._fast_path():
+        raise NotImplementedError(
+            "skvae.dask trains on numeric columns with one likelihood and "
+            "no missing values; fit the in-memory estimator on a sample for "
+            "categorical columns or missing values."
+        )
+    return C.dtype
 
 
 def validated(model, block):
     """A block through the in-memory estimator's own input checks."""
-    return model._check_X(block, reset=False)
+    X = model._check_X(block, reset=False)
+    if hasattr(X, "toarray"):
+        X = X.toarray()
+    if np.isnan(X).any():
+        raise ValueError(
+            "Input contains NaN: skvae.dask trains on rows without missing "
+            "values (fit the in-memory estimator for tables with missing cells)."
+        )
+    return X
 
 
 def uses_scaling(model):
-    return bool(model._uses_scaling())
+    return bool(model.standardize) and bool(model._scaled_columns().any())
 
 
 def likelihood(model):
-    return model._likelihood()
+    return model._default_likelihood()
 
 
 def set_scaling(model, moments, quantile_summary, dtype):
@@ -76,8 +98,10 @@ def set_scaling(model, moments, quantile_summary, dtype):
     else:
         mean = np.zeros(n_features)
         scale = np.ones(n_features)
-    model.input_mean_ = mean
-    model.input_scale_ = scale
+    # columns whose likelihood works on raw values (Bernoulli) stay unscaled
+    scaled = model._scaled_columns()
+    model.input_mean_ = np.where(scaled, mean, 0.0)
+    model.input_scale_ = np.where(scaled, scale, 1.0)
 
 
 def start_training(model, n_rows, n_features, dtype):
@@ -100,7 +124,15 @@ def start_training(model, n_rows, n_features, dtype):
     model._no_improvement_count = 0
     model._optimizer_state = None
     model._score_seed = int(rng.randint(np.iinfo(np.int32).max))
+    model._curve_shift = _log_scale_sum(model)
     return np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
+
+
+def _log_scale_sum(model):
+    """log |det| of the scaling: loss curves and scores in input units."""
+    if model._default_likelihood() == "squared_error":
+        return 0.0
+    return float(np.sum(np.log(model.input_scale_)))
 
 
 def batch_size(model, n_rows):
@@ -237,8 +269,7 @@ def validation_score(model, sums):
     """Held-out score per row in the units of ``score_samples``, recorded."""
     recon, kl, n = sums
     score = -(recon + kl) / n
-    if model._architecture_["likelihood"] != "squared_error":
-        score -= model._log_scale_sum()
+    score -= _log_scale_sum(model)
     model.validation_scores_.append(score)
     return score
 
@@ -298,7 +329,7 @@ def set_latent_statistics(model, moments):
     """
     n, mean, scatter = moments
     cov = np.atleast_2d(scatter / n)
-    if model._likelihood() == "squared_error":
+    if model._default_likelihood() == "squared_error":
         model.latent_mean_ = mean
         model.latent_covariance_ = (cov + cov.T) / 2
     else:
@@ -307,16 +338,20 @@ def set_latent_statistics(model, moments):
 
 
 def offset_percentiles(model):
-    """Percentiles of the training scores that ``offset_`` is made of."""
+    """Percentiles of the training scores that ``offset_`` is made of (and
+    their median, last)."""
     if model.contamination == "auto":
-        return [25.0, 75.0]
-    return [100.0 * model.contamination]
+        return [25.0, 75.0, 50.0]
+    return [100.0 * model.contamination, 50.0]
 
 
 def set_offset(model, values):
     """``offset_`` from the percentiles of :func:`offset_percentiles`."""
     if model.contamination == "auto":
-        q1, q3 = values
+        q1, q3, _ = values
         model.offset_ = float(q1 - 1.5 * (q3 - q1))
     else:
         model.offset_ = float(values[0])
+    # the typical score per cell, for rows with missing cells at predict time
+    # (the in-memory detector uses the mean; the median is what is at hand)
+    model._per_cell_score = float(values[-1]) / model.n_features_in_
