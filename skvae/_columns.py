@@ -24,6 +24,7 @@ fitted estimator still pickles to NumPy arrays and Python values only.
 pandas is imported only when the user passes a DataFrame.
 """
 
+import sys
 import warnings
 from numbers import Integral
 
@@ -139,13 +140,12 @@ def _is_missing(values):
         return np.isnan(values)
     if values.dtype.kind != "O":
         return np.zeros(values.shape, dtype=bool)
-    out = np.zeros(values.shape, dtype=bool)
-    for i, v in enumerate(values):
-        if v is None or (isinstance(v, float) and v != v):
-            out[i] = True
-        elif type(v).__name__ in ("NAType", "NaTType"):
-            out[i] = True
-    return out
+    pd = sys.modules.get("pandas")
+    if pd is not None:  # vectorised, and it knows pd.NA and NaT
+        return np.asarray(pd.isna(values), dtype=bool)
+    return np.array(
+        [v is None or (isinstance(v, float) and v != v) for v in values], dtype=bool
+    )
 
 
 def _levels_of(column):
@@ -174,13 +174,17 @@ def _codes_of(column, levels, handle_unknown, name):
     missing = _is_missing(values)
     lookup = {_key(v): i for i, v in enumerate(levels.tolist())}
     codes = np.full(values.shape[0], np.nan)
-    unknown = []
-    for i in np.flatnonzero(~missing):
-        code = lookup.get(_key(values[i]))
-        if code is None:
-            unknown.append(values[i])
-        else:
-            codes[i] = code
+    present = values[~missing]
+    try:
+        # one dictionary look-up per distinct value, not per cell
+        uniq, inverse = np.unique(present, return_inverse=True)
+    except TypeError:  # values of types that do not sort together
+        uniq, inverse = present, np.arange(present.shape[0])
+    found = np.array([lookup.get(_key(v), -1) for v in uniq], dtype=float)
+    mapped = found[inverse] if found.size else np.empty(0)
+    unknown = list(uniq[found < 0]) if found.size else []
+    mapped[mapped < 0] = np.nan
+    codes[~missing] = mapped
     if unknown:
         shown = list(dict.fromkeys(unknown))[:5]
         if handle_unknown == "error":
@@ -517,7 +521,9 @@ def encode(C, layout, mean, scale, dtype):
         Of the network.
     """
     order = layout["order"]
-    T = np.asarray(C[:, order], dtype=dtype)
+    # fancy indexing of columns can return a Fortran-ordered array, from
+    # which gathering batches of rows is several times slower
+    T = np.ascontiguousarray(C[:, order], dtype=dtype)
     missing = np.isnan(T)
     any_missing = bool(missing.any())
     T -= mean[order].astype(dtype)

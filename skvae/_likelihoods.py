@@ -248,22 +248,42 @@ def categorical_nll(codes, logits, starts, sizes, need_grad=True, mask=None):
         ``softmax(l_j) - onehot(code_j)`` on observed columns, 0 elsewhere.
     """
     shifted, e, total = _segment_softmax_parts(logits, starts, sizes)
+    # flat positions of each cell's level: plain indexing into the
+    # contiguous arrays is several times faster than take_along_axis
+    lead = logits.shape[:-1]
     index = starts + codes.astype(np.intp)
-    if index.ndim < logits.ndim:  # K draws against the same rows
-        index = np.broadcast_to(index, (*logits.shape[:-1], index.shape[-1]))
+    if index.shape[:-1] != lead:  # K draws against the same rows
+        index = np.broadcast_to(index, (*lead, index.shape[-1]))
+    flat = index + _row_offsets(lead, logits.shape[-1])
     el = np.log(total)
-    el -= np.take_along_axis(shifted, index, axis=-1)
+    el -= shifted.reshape(-1)[flat]
     if mask is not None:
         el *= mask
-    nll = np.sum(el, axis=-1)
+    nll = np.matmul(el, ones(el.shape[-1], el.dtype))
     if not need_grad:
         return nll, None
     d = np.divide(e, np.repeat(total, sizes, axis=-1), out=e)
-    picked = np.take_along_axis(d, index, axis=-1)
-    np.put_along_axis(d, index, picked - 1, axis=-1)
+    d.reshape(-1)[flat] -= 1
     if mask is not None:
         d *= np.repeat(mask, sizes, axis=-1)
     return nll, d
+
+
+_OFFSETS = {}
+
+
+def _row_offsets(lead, width):
+    """``(*lead, 1)`` offsets of each row's first value in a flat array."""
+    key = (lead, width)
+    out = _OFFSETS.get(key)
+    if out is None:
+        if len(_OFFSETS) > 64:
+            _OFFSETS.clear()
+        n = int(np.prod(lead))
+        out = (np.arange(n, dtype=np.intp) * width).reshape(*lead, 1)
+        out.flags.writeable = False
+        _OFFSETS[key] = out
+    return out
 
 
 def segment_softmax(logits, starts, sizes):
@@ -569,7 +589,8 @@ class LikelihoodTable:
         if need_grad and d_out is None:
             d_out = np.empty_like(out)
         d_params = None
-        if need_grad and self.n_params:
+        with_params = sum(g.n_params > 0 for g in self.groups)
+        if need_grad and with_params > 1:
             d_params = np.zeros((*out.shape[:-1], self.n_params), dtype=out.dtype)
         for g, c, o, p in self._parts():
             m = None if observed is None else observed[..., c]
@@ -577,8 +598,10 @@ class LikelihoodTable:
             total = nll if total is None else total + nll
             if need_grad:
                 d_out[..., o] = d
-                if dp is not None:
+                if dp is not None and with_params > 1:
                     d_params[..., p] = dp
+                elif dp is not None:
+                    d_params = dp  # the only group with parameters
         if cells is not None:
             count = np.maximum(np.sum(cells, axis=-1), 1)
             total /= count
