@@ -262,8 +262,10 @@ def _expected_dtype(X):
     together (float32 and int8 columns make float32, as in ``np.asarray``).
     """
     if hasattr(X, "dtypes"):
+        # numeric columns only (categorical ones are encoded by the model)
         dtypes = [getattr(d, "numpy_dtype", d) for d in X.dtypes]
-        dtype = np.result_type(*dtypes)
+        dtypes = [d for d in dtypes if isinstance(d, np.dtype) and d.kind in "biuf"]
+        dtype = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
     else:
         dtype = X.dtype
     return np.float32 if dtype == np.float32 else np.float64
