@@ -204,9 +204,11 @@ def test_last_caller_out_restores_blas_from_any_thread(first_in_main):
 
 @pytest.mark.parametrize("Est", ESTIMATORS)
 def test_inference_bits_do_not_depend_on_the_blas_limit(models, Est):
-    """Chunks are cut by the shapes alone: a row's bits may depend on its
-    chunk's bounds, which used to follow the BLAS threads allowed at the time
-    of the call (so concurrent calls, each limiting BLAS, changed them)."""
+    """Chunks are cut by the shapes alone: a row's bits may depend on the
+    number of rows of its chunk (OpenBLAS's product of 6000 x 64 by 64 x 4
+    differs in the last bit from two of 3000 rows), and the chunks used to
+    follow the BLAS threads allowed at the time of the call (so concurrent
+    calls, each limiting BLAS, changed them)."""
     est, X = models[Est.__name__, "large"]
     answers = []
     for limit in (1, 2):
