@@ -1,10 +1,10 @@
 """A fitted model answering many threads at once, as in a web service.
 
-Eight threads call ``transform``, ``score_samples`` and ``predict`` on small
-inputs and on inputs large enough for skvae's own two-thread inference path
-(``skvae._parallel.threads_for``). Every answer must equal, bit for bit, the
-one computed in a single thread beforehand, and the process's BLAS thread
-settings must be the same afterwards as before.
+Eight threads call ``transform``, ``inverse_transform``, ``score_samples``
+and ``predict`` on small inputs and on inputs large enough for skvae's own
+two-thread inference path (``skvae._parallel.threads_for``). Every answer
+must equal, bit for bit, the one computed in a single thread beforehand, and
+the process's BLAS thread settings must be the same afterwards as before.
 """
 
 import threading
@@ -70,6 +70,8 @@ def _calls(models, dtypes=(np.float64, np.float32)):
                 if hasattr(est, method):
                     fn = getattr(est, method)
                     calls.append((f"{name}-{size}-{method}-{dtype.__name__}", fn, Xd))
+            label = f"{name}-{size}-inverse_transform-{dtype.__name__}"
+            calls.append((label, est.inverse_transform, est.transform(Xd)))
     return calls
 
 
