@@ -141,12 +141,12 @@ def test_eight_threads_get_the_single_threaded_answers(
 
 
 @pytest.mark.slow
-def test_eight_threads_thousand_calls(models, monkeypatch):
+def test_eight_threads_thousand_calls_each(models, monkeypatch):
     with threadpool_limits(limits=2, user_api="blas"):
-        used = _check(models, 1000, monkeypatch)
+        used = _check(models, N_THREADS * 1000, monkeypatch)
     assert 2 in used
     # and with the process's own BLAS setting
-    _check(models, 1000, monkeypatch)
+    _check(models, N_THREADS * 1000, monkeypatch)
 
 
 def test_blas_settings_restored_after_concurrent_calls_that_raise(models):
