@@ -18,8 +18,12 @@ drawn case:
 
 Each test runs in two profiles: the default one (part of the normal run) and
 ``-m slow``, with ten times more examples (the ``skvae-slow`` hypothesis
-profile registered below). ``--hypothesis-show-statistics`` prints the number
-of cases and the share that fitted versus raised a documented error.
+profile registered below). The module prints the number of cases per
+estimator and outcome (fitted and checked, or which documented error) at its
+end, and writes them as JSON to ``$SKVAE_PROPERTY_COUNTS`` when set.
+
+With ``standardize=False`` the data are kept below :data:`UNSCALED_BOUND`
+in magnitude, except in ``test_unscaled_values_near_the_float_limit``.
 
 Categorical columns and missing values are drawn by their own tests, which
 skip themselves until the estimators accept such data.
