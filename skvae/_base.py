@@ -882,7 +882,8 @@ class BaseAutoencoder(
             if shards > 1:
                 # at least one chunk per shard. By the shards (fixed by the
                 # shapes), not the threads (BLAS's limit now): a row's bits
-                # may depend on its chunk's bounds (NumPy's SIMD loops)
+                # may depend on its chunk's number of rows (BLAS picks its
+                # kernels by the shapes of a product)
                 size = min(size, -(-n_rows // shards))
             chunks = list(gen_batches(n_rows, size))
             groups = [chunks[i::n_threads] for i in range(n_threads)]
