@@ -665,10 +665,26 @@ class LogNormal(_RawColumns):
     def __init__(self, n_columns, options=None):
         super().__init__(n_columns, options)
         self.floor = float(self.options.get("floor", 1e-3))
-        self.n_params = self.n_columns
+        # the variance as the Gaussian's: per column, shared, or per row
+        # from a second decoder head (the estimators' decoder_variance)
+        self.variance = self.options.get("variance", "feature")
+        if self.variance == "row":
+            self.n_outputs = 2 * self.n_columns
+        self.n_params = {"feature": self.n_columns, "shared": 1, "row": 0}[
+            self.variance
+        ]
 
     def init(self, params, W, bias):
         params[:] = RAW_UNIT_VARIANCE
+        if self.variance == "row":
+            W[:, self.n_columns :] *= 0.1
+            bias[self.n_columns :] = RAW_UNIT_VARIANCE
+
+    def _split(self, out, params):
+        """Decoder means and raw variances of the group's cells."""
+        if self.variance == "row":
+            return out[..., : self.n_columns], out[..., self.n_columns :]
+        return out, params
 
     @classmethod
     def fit_options(cls, values, options):
@@ -728,14 +744,25 @@ class LogNormal(_RawColumns):
 
     def nll(self, T, out, params, need_grad, mask, d_out=None):
         y = self._standardised(T, mask)
-        nll, d_mean, d_raw = gaussian_nll(y, out, params, self.floor, need_grad, mask)
+        mean, raw = self._split(out, params)
+        nll, d_mean, d_raw = gaussian_nll(y, mean, raw, self.floor, need_grad, mask)
         nll = nll + self._jacobian_nll(T, mask)
-        return nll, d_mean, d_raw
+        if not need_grad or self.variance == "feature":
+            return nll, d_mean, d_raw
+        if self.variance == "shared":
+            return nll, d_mean, np.sum(d_raw, axis=-1, keepdims=True)
+        if d_out is None:
+            return nll, np.concatenate([d_mean, d_raw], axis=-1), None
+        n = self.n_columns
+        d_out[..., :n] = d_mean
+        d_out[..., n:] = d_raw
+        return nll, d_out, None
 
     def _moments(self, out, params):
         """Mean and standard deviation of g(x) given the decoder output."""
+        out, raw = self._split(np.asarray(out), params)
         dtype = out.dtype
-        var = variance_from_raw(np.asarray(params, dtype=dtype), self.floor)
+        var = variance_from_raw(np.asarray(raw, dtype=dtype), self.floor)
         scale = self._stat("scale", dtype, 1.0)
         return self._stat("loc", dtype) + scale * out, scale * np.sqrt(var)
 
@@ -860,6 +887,7 @@ class ZeroLogNormal(LogNormal):
     name = "zero_lognormal"
 
     def __init__(self, n_columns, options=None):
+        options = {**(options or {}), "variance": "feature"}
         super().__init__(n_columns, options)
         self.n_outputs = 2 * self.n_columns
 

@@ -469,13 +469,14 @@ def _raw_case(name, seed, n=6, d=3):
     from skvae._likelihoods import LIKELIHOODS
 
     rng = np.random.default_rng(seed)
-    options = {}
+    name, _, variance = name.partition(":")
+    options = {"variance": variance} if variance else {}
     if name == "poisson":
         T = rng.poisson(3.0, size=(n, d)).astype(float)
     elif name == "lognormal":
         T = rng.lognormal(1.0, 0.7, size=(n, d))
     elif name == "logit_normal":
-        options = {"low": [0.0, -2.0, 10.0], "high": [1.0, 3.0, 20.0]}
+        options.update({"low": [0.0, -2.0, 10.0], "high": [1.0, 3.0, 20.0]})
         low, high = np.array(options["low"]), np.array(options["high"])
         T = low + (high - low) * rng.uniform(0.05, 0.95, size=(n, d))
     else:
@@ -492,9 +493,10 @@ def _raw_case(name, seed, n=6, d=3):
 
 
 _RAW_NAMES = ["poisson", "lognormal", "logit_normal", "zero_lognormal"]
+_VARIANCES = ["lognormal:row", "lognormal:shared", "logit_normal:row"]
 
 
-@pytest.mark.parametrize("name", _RAW_NAMES)
+@pytest.mark.parametrize("name", _RAW_NAMES + _VARIANCES)
 @pytest.mark.parametrize("masked", [False, True])
 def test_raw_likelihood_gradients(name, masked):
     lik, T, out, params = _raw_case(name, 3)
@@ -520,7 +522,7 @@ def test_raw_likelihood_gradients(name, masked):
         np.testing.assert_allclose(lik.nll(other, out, params, False, mask)[0], nll)
 
 
-@pytest.mark.parametrize("name", _RAW_NAMES)
+@pytest.mark.parametrize("name", _RAW_NAMES + _VARIANCES)
 def test_raw_likelihood_broadcasts_over_draws(name):
     lik, T, out, params = _raw_case(name, 5)
     mask = _mask(T.shape, 6)
@@ -580,7 +582,7 @@ def test_raw_likelihoods_are_the_densities_of_the_raw_values():
     np.testing.assert_allclose(lik.nll(T, out, params, False, None)[0], -log_p.sum(1))
 
 
-@pytest.mark.parametrize("name", _RAW_NAMES)
+@pytest.mark.parametrize("name", _RAW_NAMES + _VARIANCES)
 def test_raw_likelihood_samples_respect_the_support(name):
     lik, T, out, params = _raw_case(name, 11, n=400)
     out = out * 4  # far from the training statistics too
