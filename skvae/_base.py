@@ -310,12 +310,18 @@ class BaseAutoencoder(
         )
         layout["n_indicators"] = None  # decided by _fit, from the training rows
         layout["frame"] = None
+        old = getattr(self, "_layout_", None)
+        if old is not None and _same_raw_groups(old, layout):
+            # a warm start keeps the raw-value groups' fitted statistics, as
+            # it keeps the scaling
+            layout["groups"] = [[n, k, dict(o)] for n, k, o in old["groups"]]
         self._layout_ = layout
         self.is_categorical_ = layout["is_categorical"].copy()
         self.categories_ = [c.copy() for c in layout["categories"]]
 
     def _check_support(self, C):
         """Values outside a likelihood's support (Bernoulli needs [0, 1])."""
+        _columns.check_raw_support(C, self._layout_)
         cols = [
             j
             for j, lik in enumerate(self._layout_["likelihoods"])
@@ -350,6 +356,7 @@ class BaseAutoencoder(
         self.input_mean_, self.input_scale_ = _columns.fit_scaling(
             X, self._scaled_columns(), self.standardize
         )
+        _columns.fit_raw_options(X, self._layout_)
 
     def _fast_path(self):
         """Whether rows are their own encoder inputs and targets: dense,
@@ -360,6 +367,7 @@ class BaseAutoencoder(
             and len(layout["groups"]) == 1
             and layout["n_indicators"] == 0
             and not self._training_options()["mask_rate"]
+            and not _columns.has_raw_groups(layout)
         )
 
     def _uses_scaling(self):
@@ -1020,6 +1028,20 @@ class BaseAutoencoder(
         tags.input_tags.sparse = True
         tags.input_tags.categorical = True
         return tags
+
+
+def _same_raw_groups(old, new):
+    """Whether two layouts have the same likelihood groups, up to the fitted
+    statistics of the raw-value groups."""
+    if not _columns.has_raw_groups(new) or old["likelihoods"] != new["likelihoods"]:
+        return False
+    if old.get("column_options") != new.get("column_options"):
+        return False
+    strip = [
+        (n, k, {a: b for a, b in o.items() if a not in _columns.STAT_KEYS})
+        for n, k, o in old["groups"]
+    ]
+    return strip == [tuple(g) for g in new["groups"]]
 
 
 def _n_columns(X):

@@ -31,6 +31,7 @@ from numbers import Integral
 import numpy as np
 import scipy.sparse as sp
 
+from ._likelihoods import LIKELIHOODS, RAW_LIKELIHOODS
 from ._objectives import Batch
 
 #: Values per block of the scaling statistics (2 MB in float64).
@@ -294,7 +295,9 @@ def fit_columns(X, is_categorical, likelihood, default_likelihood, names):
         ``[name, n_columns, options]`` in that order).
     """
     d = X.shape[1]
-    per_column = _column_likelihoods(likelihood, default_likelihood, d, names)
+    per_column, column_options = _column_likelihoods(
+        likelihood, default_likelihood, d, names
+    )
     categories = []
     for j in range(d):
         if is_categorical[j]:
@@ -318,36 +321,95 @@ def fit_columns(X, is_categorical, likelihood, default_likelihood, names):
         if lik == "categorical":
             opts = {"sizes": [max(1, len(c)) for c in categories]}
             # the categorical columns in internal order are in column order
+        elif lik in RAW_LIKELIHOODS:
+            # per-column settings (bounds) as one list per key
+            keys = sorted({k for j in cols for k in column_options[j]})
+            opts = {
+                k: [float(column_options[j].get(k, _OPTION_DEFAULTS[k])) for j in cols]
+                for k in keys
+            }
         groups.append([lik, len(cols), opts])
     return {
         "is_categorical": np.asarray(is_categorical, dtype=bool),
         "categories": categories,
         "likelihoods": per_column,
+        "column_options": column_options,
         "order": np.asarray(order, dtype=np.intp),
         "groups": groups,
     }
 
 
 #: Internal order of the likelihood groups.
-_ORDER = ("gaussian", "squared_error", "bernoulli", "categorical")
+_ORDER = (
+    "gaussian",
+    "squared_error",
+    "bernoulli",
+    "poisson",
+    "lognormal",
+    "logit_normal",
+    "zero_lognormal",
+    "categorical",
+)
 
 #: Likelihood names a user may give for numeric columns, by model kind.
 NUMERIC_LIKELIHOODS = {
-    "gaussian": ("gaussian", "bernoulli"),
+    "gaussian": (
+        "gaussian",
+        "bernoulli",
+        "poisson",
+        "lognormal",
+        "logit_normal",
+        "zero_lognormal",
+    ),
     "squared_error": ("squared_error",),
 }
 
+#: Settings a per-column likelihood takes, and their defaults.
+_OPTION_DEFAULTS = {"low": 0.0, "high": 1.0}
+_COLUMN_OPTIONS = {"logit_normal": ("low", "high")}
+
+
+def _split_spec(key, value, allowed):
+    """A per-column likelihood: a name, or ``(name, {setting: value})``."""
+    options = {}
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        value, options = value
+        if not isinstance(options, dict):
+            raise ValueError(
+                f"likelihood[{key!r}] must be a name or (name, dict), got "
+                f"{(value, options)!r}."
+            )
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(
+            f"likelihood[{key!r}] must be one of {sorted(allowed)}, got {value!r}."
+        )
+    known = _COLUMN_OPTIONS.get(value, ())
+    for name in options:
+        if name not in known:
+            raise ValueError(
+                f"likelihood[{key!r}]: {value!r} takes the settings "
+                f"{list(known)}, not {name!r}."
+            )
+    options = {k: float(v) for k, v in options.items()}
+    if value == "logit_normal":
+        low, high = options.get("low", 0.0), options.get("high", 1.0)
+        if not (np.isfinite(low) and np.isfinite(high) and low < high):
+            raise ValueError(
+                f"likelihood[{key!r}]: logit_normal needs finite bounds "
+                f"low < high, got low={low}, high={high}."
+            )
+    return value, options
+
 
 def _column_likelihoods(likelihood, default, d, names):
+    """One likelihood name per column, and one dict of settings per column."""
     if not isinstance(likelihood, dict):
-        return [likelihood] * d
+        return [likelihood] * d, [{} for _ in range(d)]
     out = [default] * d
+    column_options = [{} for _ in range(d)]
     allowed = (*NUMERIC_LIKELIHOODS[default], "categorical")
     for key, value in likelihood.items():
-        if value not in allowed:
-            raise ValueError(
-                f"likelihood[{key!r}] must be one of {sorted(allowed)}, got {value!r}."
-            )
+        value, options = _split_spec(key, value, allowed)
         if isinstance(key, str):
             if names is None or key not in list(names):
                 raise ValueError(
@@ -359,7 +421,8 @@ def _column_likelihoods(likelihood, default, d, names):
         else:
             raise ValueError(f"likelihood has a key {key!r} that is not a column of X.")
         out[j] = value
-    return out
+        column_options[j] = options
+    return out, column_options
 
 
 def frame_info(X):
@@ -495,6 +558,78 @@ def fit_scaling(C, scaled, standardize):
     return mean, scale
 
 
+# -- likelihoods on raw values ------------------------------------------------------
+
+
+def _raw_groups(layout):
+    """``(group, internal slice, user columns)`` of each likelihood group that
+    takes raw values (see :data:`skvae._likelihoods.RAW_LIKELIHOODS`)."""
+    out = []
+    start = 0
+    for group in layout["groups"]:
+        name, n = group[0], group[1]
+        if name in RAW_LIKELIHOODS:
+            cols = slice(start, start + n)
+            out.append((group, cols, layout["order"][cols]))
+        start += n
+    return out
+
+
+def has_raw_groups(layout):
+    """Whether some columns have a likelihood on their raw values."""
+    return any(g[0] in RAW_LIKELIHOODS for g in layout["groups"])
+
+
+def check_raw_support(C, layout):
+    """Raise a ValueError when values fall outside their likelihood's support.
+
+    ``C`` holds codes in the user's column order (dense or sparse).
+    """
+    if C.shape[0] == 0:
+        return
+    for group, _, cols in _raw_groups(layout):
+        values = C[:, cols]
+        if sp.issparse(values):
+            values = values.toarray()
+        values = np.asarray(values, dtype=np.float64)
+        if np.all(np.isnan(values)):
+            continue
+        message = LIKELIHOODS[group[0]].support_error(values, group[2])
+        if message is not None:
+            raise ValueError(message)
+
+
+#: Options of a raw-value group that are statistics of the training rows.
+STAT_KEYS = ("loc", "scale", "input_loc", "input_scale", "zero_input", "zero_share")
+
+
+def fit_raw_options(C, layout):
+    """Learn the internal centring and scaling of the raw-value likelihood
+    groups from the training codes ``C``, into ``layout["groups"]``."""
+    for group, _, cols in _raw_groups(layout):
+        values = C[:, cols]
+        if sp.issparse(values):
+            values = values.toarray()
+        values = np.asarray(values, dtype=np.float64)
+        base = {k: v for k, v in group[2].items() if k not in STAT_KEYS}
+        group[2] = {**base, **LIKELIHOODS[group[0]].fit_options(values, base)}
+
+
+def _encoder_view(T, layout, missing):
+    """Encoder inputs of the numeric columns: ``T`` itself, or a copy in
+    which raw-value groups are transformed to unit scale."""
+    raw = _raw_groups(layout)
+    if not raw:
+        return T
+    E = T.copy()
+    for group, cols, _ in raw:
+        lik = LIKELIHOODS[group[0]](group[1], group[2])
+        part_missing = None if missing is None else missing[:, cols]
+        with np.errstate(all="ignore"):
+            E[:, cols] = lik.encoder_input(T[:, cols], part_missing)
+    return E
+
+
 # -- encoding -----------------------------------------------------------------------
 
 
@@ -534,9 +669,10 @@ def encode(C, layout, mean, scale, dtype):
     n_cat = int(np.sum(layout["is_categorical"]))
     n_num = T.shape[1] - n_cat
     n_ind = layout["n_indicators"]
+    E = _encoder_view(T, layout, missing if any_missing else None)
     if n_cat == 0 and n_ind == 0:
-        return Batch(T, T, M)
-    parts = [T[:, :n_num]]
+        return Batch(E, T, M)
+    parts = [E[:, :n_num]]
     if n_cat:
         sizes = [max(1, len(c)) for c in layout["categories"]]
         onehot = np.zeros((T.shape[0], sum(sizes)), dtype=dtype)

@@ -12,7 +12,10 @@ density bounded, so a variance cannot collapse onto a perfectly reconstructed
 feature and send the likelihood to infinity.
 """
 
+import warnings
+
 import numpy as np
+from scipy.special import gammaln
 
 from ._network import ones
 
@@ -509,10 +512,502 @@ class Categorical(Likelihood):
         return codes
 
 
+# -- likelihoods on the raw values of a column -----------------------------------
+#
+# These groups take their columns unscaled (the Gaussian standardisation would
+# move values out of the support): their targets are the user's values and
+# their negative log-likelihoods are densities (or probabilities) of those
+# values. Internally each one centres and scales a transformed value (log x,
+# logit x, log count) with statistics of the training rows, held in its
+# options (``loc``, ``scale``: one per column, set by ``fit_options``), so that
+# the decoder outputs and the encoder inputs are of unit scale.
+
+#: Gauss-Hermite nodes and weights (probabilists', normalised to sum to 1)
+#: for the mean of a logit-normal variable.
+_GH_NODES, _GH_WEIGHTS = np.polynomial.hermite_e.hermegauss(24)
+_GH_WEIGHTS = _GH_WEIGHTS / np.sum(_GH_WEIGHTS)
+
+#: Bounds of the Poisson log-rate in ``mean`` and ``sample`` (rates up to
+#: about 2e17, which ``Generator.poisson`` still accepts).
+_LOG_RATE_MAX = 40.0
+
+
+def _column_stats(values):
+    """Mean and standard deviation of each column, ignoring NaN (0 and 1
+    for a column without values; the deviation at least 1e-3)."""
+    loc = np.zeros(values.shape[1])
+    scale = np.ones(values.shape[1])
+    for j in range(values.shape[1]):
+        v = values[:, j]
+        v = v[np.isfinite(v)]
+        if v.size:
+            loc[j] = float(np.mean(v))
+            sd = float(np.std(v))
+            scale[j] = sd if sd > 1e-3 else 1.0
+    return loc, scale
+
+
+def _safe(T, mask, fill):
+    """``T`` with its missing cells (``mask == 0``) replaced by ``fill``."""
+    if mask is None:
+        return T
+    return np.where(mask > 0, T, T.dtype.type(fill))
+
+
+def _masked_row_sum(el, mask):
+    if mask is not None:
+        el = el * mask
+    return np.sum(el, axis=-1)
+
+
+class _RawColumns(Likelihood):
+    """Shared parts of the likelihoods on raw values: options and statistics."""
+
+    def _stat(self, key, dtype, default=0.0):
+        value = self.options.get(key)
+        if value is None:
+            return np.full(self.n_columns, default, dtype=dtype)
+        return np.asarray(value, dtype=dtype)
+
+    @classmethod
+    def fit_options(cls, values, options):
+        """Statistics of the training values (rows x the group's columns,
+        NaN on missing cells) to keep in the group's options."""
+        return {}
+
+    @classmethod
+    def support_error(cls, values, options):
+        """A message when ``values`` fall outside the support, else None."""
+        return None
+
+    def encoder_input(self, T, missing):
+        """What the encoder sees of the group's columns (missing cells: 0)."""
+        raise NotImplementedError
+
+
+def _range_message(name, what, lo, hi, hint):
+    return (
+        f"likelihood={name!r} needs {what}; got values in [{lo:.4g}, {hi:.4g}]. {hint}"
+    )
+
+
+def _nan_range(values):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(np.nanmin(values)), float(np.nanmax(values))
+
+
+class Poisson(_RawColumns):
+    """Poisson counts: ``x ~ Poisson(exp(loc + out))``.
+
+    ``loc`` is the log of the training mean, so an output of 0 predicts the
+    mean count. The encoder sees ``log(1 + x)``, standardised.
+    """
+
+    name = "poisson"
+
+    @classmethod
+    def fit_options(cls, values, options):
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(values, axis=0) if values.size else np.zeros(0)
+        mean = np.where(np.isfinite(mean) & (mean > 0), mean, 1.0)
+        in_loc, in_scale = _column_stats(np.log1p(values))
+        return {
+            "loc": np.log(mean).tolist(),
+            "input_loc": in_loc.tolist(),
+            "input_scale": in_scale.tolist(),
+        }
+
+    @classmethod
+    def support_error(cls, values, options):
+        lo, hi = _nan_range(values)
+        finite = values[np.isfinite(values)]
+        if lo < 0 or np.any(finite != np.round(finite)):
+            return _range_message(
+                cls.name,
+                "non-negative integer counts",
+                lo,
+                hi,
+                "Use likelihood='gaussian' or 'lognormal' for other values.",
+            )
+        return None
+
+    def encoder_input(self, T, missing):
+        dtype = T.dtype
+        E = np.log1p(np.maximum(T, 0))
+        E -= self._stat("input_loc", dtype)
+        E /= self._stat("input_scale", dtype, 1.0)
+        if missing is not None:
+            E[missing] = 0
+        return E
+
+    def init(self, params, W, bias):
+        # the log link turns the decoder's spread at initialisation into a
+        # multiplicative one: start it small
+        W *= 0.1
+
+    def _log_rate(self, out):
+        return out + self._stat("loc", out.dtype)
+
+    def nll(self, T, out, params, need_grad, mask, d_out=None):
+        eta = self._log_rate(out)
+        rate = np.exp(eta)
+        el = rate - T * eta
+        el += gammaln(T + 1).astype(T.dtype, copy=False)
+        nll = _masked_row_sum(el, mask)
+        if not need_grad:
+            return nll, None, None
+        d = rate - T
+        if mask is not None:
+            d *= mask
+        return nll, d, None
+
+    def mean(self, out, params):
+        return np.exp(np.minimum(self._log_rate(np.asarray(out)), _LOG_RATE_MAX))
+
+    def sample(self, out, params, gen):
+        rate = self.mean(out, params)
+        return gen.poisson(rate).astype(rate.dtype)
+
+
+class LogNormal(_RawColumns):
+    """Log-normal values: ``log x ~ N(loc + scale * m, scale^2 * v)``.
+
+    The decoder gives ``m`` per cell and ``v = softplus(r) + floor`` is a
+    learned variance per column, both in the standardised log scale
+    (``loc``, ``scale``: moments of ``log x`` in the training rows). The
+    density is that of ``x``: the Gaussian density of the standardised
+    ``y = (log x - loc) / scale`` times ``|dy / dx| = 1 / (scale x)``.
+    """
+
+    name = "lognormal"
+
+    def __init__(self, n_columns, options=None):
+        super().__init__(n_columns, options)
+        self.floor = float(self.options.get("floor", 1e-3))
+        # the variance as the Gaussian's: per column, shared, or per row
+        # from a second decoder head (the estimators' decoder_variance)
+        self.variance = self.options.get("variance", "feature")
+        if self.variance == "row":
+            self.n_outputs = 2 * self.n_columns
+        self.n_params = {"feature": self.n_columns, "shared": 1, "row": 0}[
+            self.variance
+        ]
+
+    def init(self, params, W, bias):
+        params[:] = RAW_UNIT_VARIANCE
+        if self.variance == "row":
+            W[:, self.n_columns :] *= 0.1
+            bias[self.n_columns :] = RAW_UNIT_VARIANCE
+
+    def _split(self, out, params):
+        """Decoder means and raw variances of the group's cells."""
+        if self.variance == "row":
+            return out[..., : self.n_columns], out[..., self.n_columns :]
+        return out, params
+
+    @classmethod
+    def fit_options(cls, values, options):
+        with np.errstate(all="ignore"):
+            logs = np.log(np.where(values > 0, values, np.nan))
+        loc, scale = _column_stats(logs)
+        return {"loc": loc.tolist(), "scale": scale.tolist()}
+
+    @classmethod
+    def support_error(cls, values, options):
+        lo, hi = _nan_range(values)
+        if lo <= 0:
+            return _range_message(
+                cls.name,
+                "positive values",
+                lo,
+                hi,
+                "Use likelihood='zero_lognormal' for columns with exact zeros.",
+            )
+        return None
+
+    # the transform to the standardised scale: y = (g(x) - loc) / scale
+    def _forward(self, T):
+        return np.log(T)
+
+    def _inverse(self, G):
+        return np.exp(G)
+
+    def _log_jacobian(self, T):
+        """``log |dg / dx|`` per cell: minus what the density of x adds to
+        that of g(x)."""
+        return -np.log(T)
+
+    _fill = 1.0  # a value inside the support, for missing cells
+
+    def _standardised(self, T, mask):
+        dtype = T.dtype
+        y = self._forward(_safe(T, mask, self._fill))
+        y -= self._stat("loc", dtype)
+        y /= self._stat("scale", dtype, 1.0)
+        return y
+
+    def encoder_input(self, T, missing):
+        mask = None if missing is None else (~missing).astype(T.dtype)
+        y = self._standardised(T, mask)
+        if missing is not None:
+            y[missing] = 0
+        return y
+
+    def _jacobian_nll(self, T, mask):
+        """``sum_j log scale_j - log |dg/dx|`` over the observed cells."""
+        dtype = T.dtype
+        el = np.log(self._stat("scale", dtype, 1.0)) - self._log_jacobian(
+            _safe(T, mask, self._fill)
+        )
+        return _masked_row_sum(el, mask)
+
+    def nll(self, T, out, params, need_grad, mask, d_out=None):
+        y = self._standardised(T, mask)
+        mean, raw = self._split(out, params)
+        nll, d_mean, d_raw = gaussian_nll(y, mean, raw, self.floor, need_grad, mask)
+        nll = nll + self._jacobian_nll(T, mask)
+        if not need_grad or self.variance == "feature":
+            return nll, d_mean, d_raw
+        if self.variance == "shared":
+            return nll, d_mean, np.sum(d_raw, axis=-1, keepdims=True)
+        if d_out is None:
+            return nll, np.concatenate([d_mean, d_raw], axis=-1), None
+        n = self.n_columns
+        d_out[..., :n] = d_mean
+        d_out[..., n:] = d_raw
+        return nll, d_out, None
+
+    def _moments(self, out, params):
+        """Mean and standard deviation of g(x) given the decoder output."""
+        out, raw = self._split(np.asarray(out), params)
+        dtype = out.dtype
+        var = variance_from_raw(np.asarray(raw, dtype=dtype), self.floor)
+        scale = self._stat("scale", dtype, 1.0)
+        return self._stat("loc", dtype) + scale * out, scale * np.sqrt(var)
+
+    def mean(self, out, params):
+        mu, sd = self._moments(np.asarray(out), params)
+        return np.exp(mu + 0.5 * sd * sd)
+
+    def sample(self, out, params, gen):
+        mu, sd = self._moments(np.asarray(out), params)
+        draw = gen.standard_normal(mu.shape, dtype=mu.dtype)
+        return self._inverse(mu + sd * draw)
+
+
+class LogitNormal(LogNormal):
+    """Values in a known interval ``(low, high)``: the logit of
+    ``u = (x - low) / (high - low)`` is normal.
+
+    ``options["low"]`` and ``options["high"]`` hold one bound per column
+    (default 0 and 1). As for :class:`LogNormal`, the decoder works on the
+    standardised logit and the density is that of ``x``:
+    ``|d logit(u) / dx| = 1 / ((high - low) u (1 - u))``.
+    """
+
+    name = "logit_normal"
+
+    def _bounds(self, dtype):
+        low = self._stat("low", dtype, 0.0)
+        high = self._stat("high", dtype, 1.0)
+        return low, high - low
+
+    @classmethod
+    def fit_options(cls, values, options):
+        low = np.asarray(options.get("low", np.zeros(values.shape[1])), dtype=float)
+        high = np.asarray(options.get("high", np.ones(values.shape[1])), dtype=float)
+        u = (values - low) / (high - low)
+        with np.errstate(all="ignore"):
+            g = np.log(u) - np.log1p(-u)
+        g[~np.isfinite(g)] = np.nan
+        loc, scale = _column_stats(g)
+        return {"loc": loc.tolist(), "scale": scale.tolist()}
+
+    @classmethod
+    def support_error(cls, values, options):
+        n = values.shape[1]
+        low = np.asarray(options.get("low", np.zeros(n)), dtype=float)
+        high = np.asarray(options.get("high", np.ones(n)), dtype=float)
+        with np.errstate(invalid="ignore"):
+            bad = (values <= low) | (values >= high)
+        if np.any(bad):
+            lo, hi = _nan_range(values)
+            return _range_message(
+                cls.name,
+                f"values strictly inside (low, high) = "
+                f"({low.tolist()}, {high.tolist()})",
+                lo,
+                hi,
+                "Give the bounds per column as ('logit_normal', {'low': a, "
+                "'high': b}) in the likelihood dict, or move values off the "
+                "bounds (for example x * (1 - 2e) + e for shares in [0, 1]).",
+            )
+        return None
+
+    def _unit(self, T):
+        low, width = self._bounds(T.dtype)
+        return (T - low) / width
+
+    def _forward(self, T):
+        u = self._unit(T)
+        return np.log(u) - np.log1p(-u)
+
+    def _inverse(self, G):
+        low, width = self._bounds(G.dtype)
+        return low + width * sigmoid(np.array(G))
+
+    def _log_jacobian(self, T):
+        u = self._unit(T)
+        _, width = self._bounds(T.dtype)
+        return -(np.log(width) + np.log(u) + np.log1p(-u))
+
+    def _safe_fill(self, T):
+        low, width = self._bounds(T.dtype)
+        return low + 0.5 * width
+
+    def _standardised(self, T, mask):
+        if mask is not None:
+            T = np.where(mask > 0, T, self._safe_fill(T))
+        dtype = T.dtype
+        y = self._forward(T)
+        y -= self._stat("loc", dtype)
+        y /= self._stat("scale", dtype, 1.0)
+        return y
+
+    def _jacobian_nll(self, T, mask):
+        if mask is not None:
+            T = np.where(mask > 0, T, self._safe_fill(T))
+        el = np.log(self._stat("scale", T.dtype, 1.0)) - self._log_jacobian(T)
+        return _masked_row_sum(el, mask)
+
+    def mean(self, out, params):
+        # E[low + width * sigmoid(g)] with g ~ N(mu, sd^2), by Gauss-Hermite
+        mu, sd = self._moments(np.asarray(out), params)
+        nodes = _GH_NODES.astype(mu.dtype)
+        weights = _GH_WEIGHTS.astype(mu.dtype)
+        s = sigmoid(mu[..., None] + sd[..., None] * nodes)
+        low, width = self._bounds(mu.dtype)
+        return low + width * (s @ weights)
+
+
+class ZeroLogNormal(LogNormal):
+    """Exact zeros mixed with log-normal positive values.
+
+    ``P(x = 0) = sigmoid(l)``; given ``x > 0``, ``x`` is log-normal as in
+    :class:`LogNormal`. The decoder gives two outputs per column: the logits
+    ``l`` first, then the log-normal means. The score of a zero is the log
+    of its probability and that of a positive value the log of
+    ``(1 - P(x = 0))`` times its density (a density with respect to a point
+    mass at 0 plus the Lebesgue measure). The encoder sees the standardised
+    ``log x`` of positive values and a value below all of them
+    (``options["zero_input"]``) for zeros.
+    """
+
+    name = "zero_lognormal"
+
+    def __init__(self, n_columns, options=None):
+        options = {**(options or {}), "variance": "feature"}
+        super().__init__(n_columns, options)
+        self.n_outputs = 2 * self.n_columns
+
+    def init(self, params, W, bias):
+        params[:] = RAW_UNIT_VARIANCE
+        p0 = np.clip(self._stat("zero_share", np.float64, 0.5), 1e-3, 1 - 1e-3)
+        bias[: self.n_columns] = np.log(p0) - np.log1p(-p0)
+
+    @classmethod
+    def fit_options(cls, values, options):
+        opts = LogNormal.fit_options(values, options)
+        loc, scale = np.asarray(opts["loc"]), np.asarray(opts["scale"])
+        with np.errstate(all="ignore"):
+            logs = np.log(np.where(values > 0, values, np.nan))
+            low = np.nanmin((logs - loc) / scale, axis=0)
+            observed = np.sum(np.isfinite(values), axis=0)
+            share = np.sum(values == 0, axis=0) / np.maximum(observed, 1)
+        low = np.where(np.isfinite(low), low, 0.0)
+        opts["zero_input"] = (low - 1.0).tolist()
+        opts["zero_share"] = np.where(observed > 0, share, 0.5).tolist()
+        return opts
+
+    @classmethod
+    def support_error(cls, values, options):
+        lo, hi = _nan_range(values)
+        if lo < 0:
+            return _range_message(
+                cls.name, "non-negative values", lo, hi, "Shift or clip the column."
+            )
+        return None
+
+    def encoder_input(self, T, missing):
+        zero = T == 0
+        y = self._standardised(np.where(zero, 1, T), None)
+        y = np.where(zero, self._stat("zero_input", T.dtype), y)
+        if missing is not None:
+            y[missing] = 0
+        return y
+
+    def nll(self, T, out, params, need_grad, mask, d_out=None):
+        n = self.n_columns
+        logits, mean = out[..., :n], out[..., n:]
+        zero = (T == 0).astype(T.dtype)
+        positive = 1 - zero if mask is None else (1 - zero) * mask
+        Tp = np.where(zero > 0, 1, T)
+        y = self._standardised(Tp, None)
+        nll_pos, d_mean, d_raw = gaussian_nll(
+            y, mean, params, self.floor, need_grad, positive
+        )
+        nll_pos = nll_pos + self._jacobian_nll(Tp, positive)
+        sp_l, sig = softplus_sigmoid(np.array(logits), need_grad)
+        el = sp_l - zero * logits
+        nll = _masked_row_sum(el, mask) + nll_pos
+        if not need_grad:
+            return nll, None, None
+        d_logit = sig - zero
+        if mask is not None:
+            d_logit *= mask
+        if d_out is None:
+            d_out = np.empty(np.broadcast_shapes(out.shape), dtype=out.dtype)
+        d_out[..., :n] = d_logit
+        d_out[..., n:] = d_mean
+        return nll, d_out, d_raw
+
+    def zero_probability(self, out):
+        return sigmoid(np.array(out[..., : self.n_columns]))
+
+    def mean(self, out, params):
+        out = np.asarray(out)
+        p0 = self.zero_probability(out)
+        return (1 - p0) * super().mean(out[..., self.n_columns :], params)
+
+    def sample(self, out, params, gen):
+        out = np.asarray(out)
+        p0 = self.zero_probability(out)
+        positive = super().sample(out[..., self.n_columns :], params, gen)
+        zero = gen.random(p0.shape, dtype=p0.dtype) < p0
+        return np.where(zero, 0, positive).astype(positive.dtype)
+
+
 #: Likelihood classes by name.
 LIKELIHOODS = {
-    cls.name: cls for cls in (Gaussian, Bernoulli, SquaredError, Categorical)
+    cls.name: cls
+    for cls in (
+        Gaussian,
+        Bernoulli,
+        SquaredError,
+        Categorical,
+        Poisson,
+        LogNormal,
+        LogitNormal,
+        ZeroLogNormal,
+    )
 }
+
+#: Likelihoods that take their columns' raw values and transform them for
+#: the encoder themselves.
+RAW_LIKELIHOODS = tuple(
+    name for name, cls in LIKELIHOODS.items() if issubclass(cls, _RawColumns)
+)
 
 
 class LikelihoodTable:

@@ -38,6 +38,9 @@ from ._network import (
 )
 from ._parallel import SERIAL
 
+#: Likelihood groups whose variance follows ``decoder_variance``.
+_VARIANCE_GROUPS = ("gaussian", "lognormal", "logit_normal")
+
 #: The encoder's log-variance is clipped to this range so that exp() can
 #: neither overflow nor underflow in float32, whatever the input.
 LOG_VAR_BOUND = 30.0
@@ -128,7 +131,7 @@ class Architecture:
         gaussian = {"variance": decoder_variance, "floor": self.variance_floor}
         self.table = LikelihoodTable(
             [
-                (name, n, {**opts, **gaussian} if name == "gaussian" else opts)
+                (name, n, {**opts, **gaussian} if name in _VARIANCE_GROUPS else opts)
                 for name, n, opts in groups
             ],
             mean_over_cells=not self.is_vae,

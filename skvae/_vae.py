@@ -9,6 +9,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from . import _columns
 from ._base import BaseAutoencoder, check_n_samples
 from ._columns import NUMERIC_LIKELIHOODS
 from ._noise import noise_pool, row_keyed_normal
@@ -67,7 +68,7 @@ class BaseVAE(BaseAutoencoder):
         self._for_chunks(score, X.shape[0], self._widest(), draws=n_draws)
         return out
 
-    def _fill_missing(self, X, n_draws, gen=None):
+    def _fill_missing(self, X, n_draws, gen=None, noise=True):
         """Every missing cell of the rows ``X`` (codes) filled, in the internal
         order and scaling.
 
@@ -81,7 +82,8 @@ class BaseVAE(BaseAutoencoder):
         function of the row and the model). With a generator ``gen``, one
         ``z_k`` is drawn with probability ``w_k`` (sampling importance
         resampling) and the missing cells are drawn from ``p(x | z_k)``: one
-        draw from ``p(x_mis | x_obs)``.
+        draw from ``p(x_mis | x_obs)`` (or, with ``noise=False``, they get the
+        mean of ``p(x | z_k)``).
         """
         arch = self._architecture()
         theta = self._params_for(X.dtype)
@@ -114,12 +116,74 @@ class BaseVAE(BaseAutoencoder):
                 u = gen.random(C.shape[0]) * cum[-1]
                 pick = np.minimum(np.sum(cum < u, axis=0), n_draws - 1)
                 chosen = dec_out[pick, np.arange(C.shape[0])]
-                values = arch.table.sample(chosen, params, gen)
+                if noise:
+                    values = arch.table.sample(chosen, params, gen)
+                else:
+                    values = arch.table.mean(chosen, params)
             out[rows] = np.where(batch.mask > 0, batch.targets, values)
 
         self._for_chunks(
             fill, X.shape[0], self._widest(), draws=n_draws, in_order=gen is not None
         )
+        return out
+
+    def _draw_given(self, X, n_draws, gen, noise=True, prior_share=0.5):
+        """One draw of the missing cells of each row given its observed ones.
+
+        Sampling importance resampling, as :meth:`_fill_missing` with a
+        generator, but over a defensive mixture proposal: a share
+        ``prior_share`` of the ``K = n_draws`` codes comes from the prior
+        ``N(0, I)`` and the rest from the encoder's posterior ``q(z | x_obs)``,
+        with weights ``p(x_obs | z) p(z) / ((1 - a) q(z | x_obs) + a p(z))``
+        (Hesterberg, 1995). The prior keeps the weights bounded where the
+        encoder's posterior of a partial row is too narrow or misplaced, as
+        for an encoder never trained on partial rows. Values in the internal
+        order and scaling.
+        """
+        arch = self._architecture()
+        theta = self._params_for(X.dtype)
+        params = arch.likelihood_params(theta)
+        out = np.empty((X.shape[0], arch.n_features), dtype=X.dtype)
+        k = arch.latent_dim
+        n_prior = int(round(prior_share * n_draws))
+        n_post = n_draws - n_prior
+        log_a = np.log(prior_share) if n_prior else -np.inf
+        log_b = np.log1p(-prior_share) if n_post else -np.inf
+
+        def fill(rows):
+            C = self._rows(X, rows)
+            batch = as_batch(self._to_batch(C))
+            n = C.shape[0]
+            mu, log_var = arch.encode(theta, batch.inputs)
+            std = np.exp(0.5 * log_var)
+            eps = gen.standard_normal((n_draws, n, k), dtype=X.dtype)
+            Z = eps.copy()
+            Z[n_prior:] = mu + std * eps[n_prior:]
+            dec_out = arch.decode_raw(theta, Z.reshape(n_draws * n, k))
+            dec_out = dec_out.reshape(n_draws, n, -1)
+            nll, _, _ = arch.neg_log_lik(theta, batch.targets, dec_out, mask=batch.mask)
+            # log p(z) and log q(z | x_obs), without their common 2 pi terms
+            log_p = -0.5 * np.sum(Z * Z, axis=2)
+            u = (Z - mu) / std
+            log_q = -0.5 * np.sum(u * u, axis=2) - 0.5 * np.sum(log_var, axis=1)
+            log_mix = np.logaddexp(log_a + log_p, log_b + log_q)
+            log_w = -nll + log_p - log_mix
+            w = np.exp(log_w - logsumexp(log_w, axis=0))
+            cum = np.cumsum(w, axis=0)
+            pick = np.minimum(
+                np.sum(cum < gen.random(n) * cum[-1], axis=0), n_draws - 1
+            )
+            chosen = dec_out[pick, np.arange(n)]
+            if noise:
+                values = arch.table.sample(chosen, params, gen)
+            else:
+                values = arch.table.mean(chosen, params)
+            if batch.mask is None:
+                out[rows] = values
+            else:
+                out[rows] = np.where(batch.mask > 0, batch.targets, values)
+
+        self._for_chunks(fill, X.shape[0], self._widest(), draws=n_draws, in_order=True)
         return out
 
     def score_samples(self, X):
@@ -156,8 +220,11 @@ class BaseVAE(BaseAutoencoder):
         X = self._check_X(X, reset=False)
         return self._log_likelihood(X, self.n_importance_samples)
 
-    def sample(self, n_samples=1, random_state=None, *, noise=False):
+    def sample(self, n_samples=1, random_state=None, *, noise=False, conditions=None):
         """Generate rows from the model: decode draws from the prior ``N(0, I)``.
+
+        With ``conditions``, generate rows that carry given values in some
+        columns, the other columns drawn from the model given them.
 
         Parameters
         ----------
@@ -173,6 +240,21 @@ class BaseVAE(BaseAutoencoder):
             samples of the model's full density p(x), as
             ``GaussianMixture.sample`` does; use it for synthetic data whose
             spread should match the real data's.
+        conditions : dict or None, default=None
+            Column name (for a model fitted on a DataFrame) or index -> one
+            value, or an array of ``n_samples`` values (a level of a
+            categorical column, a number for a numeric one). Every returned
+            row carries exactly these values; the other columns are drawn
+            from ``p(x_rest | x_cond)``: the conditioned cells are observed
+            and the others missing, ``z`` is drawn by sampling importance
+            resampling over :data:`CONDITION_DRAWS` draws from the encoder's
+            posterior of that partial row (weights
+            ``p(x_cond | z) p(z) / q(z | x_cond)``), and the other cells from
+            ``p(x | z)`` (or its mean, with ``noise=False``). There is no
+            rejection loop: a rare value costs as much as a common one. A
+            level not seen in ``fit`` raises a ValueError. Models trained
+            with random masking of cells (``mask_rate``) have encoders made
+            for partial rows; see the user guide.
 
         Returns
         -------
@@ -185,16 +267,111 @@ class BaseVAE(BaseAutoencoder):
         n_samples = check_n_samples(n_samples)
         gen = self._sample_rng(random_state)
         dtype = self.params_.dtype
+        if conditions is not None:
+            return self._sample_given(n_samples, conditions, gen, noise)
         Z = gen.standard_normal(
             (n_samples, self._architecture_["latent_dim"]), dtype=dtype
         )
         return self._decode(Z, gen if noise else None)
+
+    def _sample_given(self, n_samples, conditions, gen, noise):
+        """Rows carrying ``conditions``, the other cells drawn given them."""
+        C, given = _condition_codes(self, conditions, n_samples, self.params_.dtype)
+        self._check_support(C)
+        V = self._draw_given(C, CONDITION_DRAWS, gen, noise, CONDITION_PRIOR_SHARE)
+        out = self._from_internal(V)
+        # the conditioned cells exactly as given (not unscaled and rescaled)
+        for j, values in given:
+            if hasattr(out, "iloc"):
+                if not self._layout_["is_categorical"][j]:
+                    column = out.iloc[:, j]
+                    out.iloc[:, j] = np.asarray(values).astype(column.dtype)
+            else:
+                out[:, j] = values
+        return out
 
     def _after_fit(self, X):
         mu = self._encode(X).astype(np.float64)
         self.latent_mean_variance_ = mu.var(axis=0)
         # variance above 0.01 marks an active unit (Burda et al., 2016)
         self.active_units_ = np.flatnonzero(self.latent_mean_variance_ > 0.01)
+
+
+#: Draws from the encoder's posterior among which ``sample(conditions=...)``
+#: resamples each row's code.
+CONDITION_DRAWS = 100
+
+#: Share of those draws taken from the prior (a defensive mixture proposal).
+CONDITION_PRIOR_SHARE = 0.5
+
+
+def _condition_codes(model, conditions, n_samples, dtype):
+    """Codes of ``n_samples`` rows observed only on the conditioned columns.
+
+    Returns the codes (NaN elsewhere) and, for each conditioned column, its
+    index and the given values (one per row).
+    """
+    if not isinstance(conditions, dict):
+        raise ValueError(
+            f"conditions must be a dict from column to value(s), got "
+            f"{type(conditions).__name__}."
+        )
+    layout = model._layout_
+    d = model.n_features_in_
+    names = getattr(model, "feature_names_in_", None)
+    names = None if names is None else list(names)
+    C = np.full((n_samples, d), np.nan, dtype=dtype)
+    given = []
+    cat_index = np.cumsum(layout["is_categorical"]) - 1
+    for key, value in conditions.items():
+        if isinstance(key, str):
+            if names is None or key not in names:
+                raise ValueError(
+                    f"conditions names column {key!r}, which is not a column "
+                    f"of the training data (columns: {names})."
+                )
+            j = names.index(key)
+        elif isinstance(key, Integral) and not isinstance(key, bool) and -d <= key < d:
+            j = int(key) % d
+        else:
+            raise ValueError(
+                f"conditions has a key {key!r} that is not a column: use a "
+                f"column name or an index in [0, {d})."
+            )
+        values = np.asarray(value, dtype=object)
+        if values.ndim == 0:
+            values = np.full(n_samples, value, dtype=object)
+        elif values.shape != (n_samples,):
+            raise ValueError(
+                f"conditions[{key!r}] must be one value or {n_samples} values "
+                f"(one per row), got shape {values.shape}."
+            )
+        if layout["is_categorical"][j]:
+            levels = layout["categories"][cat_index[j]]
+            lookup = {_columns._key(v): i for i, v in enumerate(levels.tolist())}
+            codes = [lookup.get(_columns._key(v)) for v in values.tolist()]
+            unknown = [v for v, c in zip(values.tolist(), codes) if c is None]
+            if unknown:
+                raise ValueError(
+                    f"conditions[{key!r}] has values {list(dict.fromkeys(unknown))[:5]}"
+                    f" that are not levels of that column (levels: "
+                    f"{levels.tolist()})."
+                )
+            C[:, j] = codes
+            given.append((j, levels[np.asarray(codes, dtype=np.intp)]))
+        else:
+            try:
+                numbers = values.astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"conditions[{key!r}] must be numbers for the numeric "
+                    f"column {key!r}: {exc}"
+                ) from exc
+            if not np.all(np.isfinite(numbers)):
+                raise ValueError(f"conditions[{key!r}] must be finite numbers.")
+            C[:, j] = numbers
+            given.append((j, numbers.astype(dtype)))
+    return C, given
 
 
 _SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
@@ -236,11 +413,21 @@ _SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
     beta : float, default=1.0
         Weight of the KL term in the training objective (beta-VAE). Scores
         always use the true, unweighted model.
-    likelihood : {"gaussian", "bernoulli"} or dict, default="gaussian"
+    likelihood : {"gaussian", "bernoulli", "poisson", "lognormal", \
+"logit_normal", "zero_lognormal"} or dict, default="gaussian"
         Decoder distribution p(x | z) of the numeric columns. ``"bernoulli"``
-        needs data in [0, 1]. A dict from column name (or index) to a
-        likelihood name sets it per column; columns not in it are Gaussian.
-        Categorical columns always get a categorical likelihood.
+        needs data in [0, 1]; ``"poisson"`` non-negative integer counts;
+        ``"lognormal"`` positive values; ``"logit_normal"`` values strictly
+        inside an interval, (0, 1) unless given; ``"zero_lognormal"``
+        non-negative values with exact zeros (a point mass at 0 mixed with a
+        log-normal). These four take their columns unstandardised, model
+        them on their own scale (log-rate, log x, logit x), draw samples
+        inside the support, and score densities of the raw values. A dict
+        from column name (or index) to a likelihood name sets it per column;
+        columns not in it are Gaussian. A value ``("logit_normal", {"low":
+        a, "high": b})`` gives a column's interval. Categorical columns
+        always get a categorical likelihood. See the user guide on
+        synthetic data for how to choose.
     decoder_variance : {"feature", "shared", "row"}, default="feature"
         Gaussian decoder variance: one learned value per feature (like
         FactorAnalysis), one shared value (like probabilistic PCA), or one per

@@ -458,3 +458,140 @@ def test_trimming_ignores_the_worst_rows():
     trimmed, _ = Objective(arch, trim_fraction=0.2)(theta, X)
     clean, _ = Objective(arch)(theta, X[2:])
     assert trimmed == pytest.approx(clean)
+
+
+# -- likelihoods on raw values: Poisson, log-normal, logit-normal, zeros ---------
+
+
+def _raw_case(name, seed, n=6, d=3):
+    """A likelihood on raw values with fitted statistics, targets in its
+    support, a decoder output and likelihood parameters."""
+    from skvae._likelihoods import LIKELIHOODS
+
+    rng = np.random.default_rng(seed)
+    name, _, variance = name.partition(":")
+    options = {"variance": variance} if variance else {}
+    if name == "poisson":
+        T = rng.poisson(3.0, size=(n, d)).astype(float)
+    elif name == "lognormal":
+        T = rng.lognormal(1.0, 0.7, size=(n, d))
+    elif name == "logit_normal":
+        options.update({"low": [0.0, -2.0, 10.0], "high": [1.0, 3.0, 20.0]})
+        low, high = np.array(options["low"]), np.array(options["high"])
+        T = low + (high - low) * rng.uniform(0.05, 0.95, size=(n, d))
+    else:
+        T = rng.lognormal(0.5, 1.0, size=(n, d))
+        T[rng.random((n, d)) < 0.35] = 0.0
+        T[0, 0] = 0.0
+        T[1, 0] = 2.0
+    cls = LIKELIHOODS[name]
+    options = {**options, **cls.fit_options(T, options)}
+    lik = cls(d, options)
+    out = rng.normal(scale=0.7, size=(n, lik.n_outputs))
+    params = rng.normal(scale=0.5, size=lik.n_params)
+    return lik, T, out, params
+
+
+_RAW_NAMES = ["poisson", "lognormal", "logit_normal", "zero_lognormal"]
+_VARIANCES = ["lognormal:row", "lognormal:shared", "logit_normal:row"]
+
+
+@pytest.mark.parametrize("name", _RAW_NAMES + _VARIANCES)
+@pytest.mark.parametrize("masked", [False, True])
+def test_raw_likelihood_gradients(name, masked):
+    lik, T, out, params = _raw_case(name, 3)
+    mask = _mask(T.shape, 4) if masked else None
+    if masked:
+        T = np.where(mask > 0, T, 0.0)  # encode() puts 0 on missing cells
+
+    def total(o, p):
+        return float(np.sum(lik.nll(T, o.reshape(out.shape), p, False, mask)[0]))
+
+    nll, d_out, d_params = lik.nll(T, out, params, True, mask)
+    assert np.all(np.isfinite(nll))
+    num_out = _numeric_grad(lambda o: total(o, params), out.ravel())
+    _assert_grad_close(d_out.ravel(), num_out)
+    if lik.n_params:
+        num_p = _numeric_grad(lambda p: total(out, p), params)
+        _assert_grad_close(np.sum(d_params, axis=0), num_p)
+    else:
+        assert d_params is None
+    if masked:
+        # missing cells neither score nor get a gradient
+        other = np.where(mask > 0, T, lik.sample(out, params, np.random.default_rng(0)))
+        np.testing.assert_allclose(lik.nll(other, out, params, False, mask)[0], nll)
+
+
+@pytest.mark.parametrize("name", _RAW_NAMES + _VARIANCES)
+def test_raw_likelihood_broadcasts_over_draws(name):
+    lik, T, out, params = _raw_case(name, 5)
+    mask = _mask(T.shape, 6)
+    T = np.where(mask > 0, T, 0.0)
+    outs = np.stack([out, out * 0.5 - 0.1])
+    nll_k = lik.nll(T, outs, params, False, mask)[0]
+    for k in range(2):
+        np.testing.assert_allclose(
+            nll_k[k], lik.nll(T, outs[k], params, False, mask)[0]
+        )
+
+
+def test_raw_likelihoods_are_the_densities_of_the_raw_values():
+    from scipy import stats
+    from scipy.special import expit, logit
+
+    from skvae._likelihoods import variance_from_raw
+
+    lik, T, out, params = _raw_case("poisson", 7)
+    rate = np.exp(out + np.asarray(lik.options["loc"]))
+    expected = -stats.poisson.logpmf(T, rate).sum(axis=1)
+    np.testing.assert_allclose(lik.nll(T, out, params, False, None)[0], expected)
+
+    lik, T, out, params = _raw_case("lognormal", 8)
+    loc, scale = np.asarray(lik.options["loc"]), np.asarray(lik.options["scale"])
+    mu = loc + scale * out
+    sd = scale * np.sqrt(variance_from_raw(params, 1e-3))
+    expected = -stats.lognorm.logpdf(T, s=sd, scale=np.exp(mu)).sum(axis=1)
+    np.testing.assert_allclose(lik.nll(T, out, params, False, None)[0], expected)
+
+    lik, T, out, params = _raw_case("logit_normal", 9)
+    loc, scale = np.asarray(lik.options["loc"]), np.asarray(lik.options["scale"])
+    low, high = np.asarray(lik.options["low"]), np.asarray(lik.options["high"])
+    mu = loc + scale * out
+    sd = scale * np.sqrt(variance_from_raw(params, 1e-3))
+    u = (T - low) / (high - low)
+    log_p = (
+        stats.norm.logpdf(logit(u), mu, sd) - np.log(u * (1 - u)) - np.log(high - low)
+    )
+    np.testing.assert_allclose(lik.nll(T, out, params, False, None)[0], -log_p.sum(1))
+    # the mean by quadrature against a Monte Carlo estimate
+    draws = low + (high - low) * expit(
+        mu + sd * np.random.default_rng(0).standard_normal((200000, *mu.shape))
+    )
+    error = np.abs(lik.mean(out, params) - draws.mean(0)) / (high - low)
+    assert np.max(error) < 3e-3
+
+    lik, T, out, params = _raw_case("zero_lognormal", 10)
+    d = T.shape[1]
+    loc, scale = np.asarray(lik.options["loc"]), np.asarray(lik.options["scale"])
+    p0 = expit(out[:, :d])
+    mu = loc + scale * out[:, d:]
+    sd = scale * np.sqrt(variance_from_raw(params, 1e-3))
+    with np.errstate(divide="ignore"):
+        pos = np.log1p(-p0) + stats.lognorm.logpdf(T, s=sd, scale=np.exp(mu))
+    log_p = np.where(T == 0, np.log(p0), pos)
+    np.testing.assert_allclose(lik.nll(T, out, params, False, None)[0], -log_p.sum(1))
+
+
+@pytest.mark.parametrize("name", _RAW_NAMES + _VARIANCES)
+def test_raw_likelihood_samples_respect_the_support(name):
+    lik, T, out, params = _raw_case(name, 11, n=400)
+    out = out * 4  # far from the training statistics too
+    S = lik.sample(out, params, np.random.default_rng(0))
+    assert S.shape == T.shape and np.all(np.isfinite(S))
+    assert type(lik).support_error(S, lik.options) is None
+    M = lik.mean(out, params)
+    assert M.shape == T.shape and np.all(np.isfinite(M))
+    if name == "poisson":
+        np.testing.assert_array_equal(S, np.round(S))
+    if name == "zero_lognormal":
+        assert np.any(S == 0) and np.any(S > 0)

@@ -12,6 +12,7 @@ EXAMPLE_ORDER = [
     "plot_gridsearch_beta_latent.py",
     "plot_anomaly_detection.py",
     "plot_synthetic_data.py",
+    "plot_synthetic_penguins.py",
     "plot_customer_segmentation.py",
     "plot_penguins_imputation.py",
 ]

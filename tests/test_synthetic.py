@@ -1,0 +1,316 @@
+"""Likelihoods on raw values and conditional sampling (synthetic rows)."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.special import logit
+
+from skvae import VAEAnomalyDetector, VAEImputer, VAETransformer
+
+
+def _law(name, n, seed):
+    rng = np.random.default_rng(seed)
+    if name == "poisson":
+        return rng.poisson([1.5, 4.0, 10.0], (n, 3)).astype(float)
+    if name == "lognormal":
+        return rng.lognormal([0.0, 2.0, -1.0], [0.5, 1.0, 0.3], (n, 3))
+    return 1 / (1 + np.exp(-rng.normal([0.0, 1.0, -2.0], [0.5, 1.5, 0.7], (n, 3))))
+
+
+def _exact_mean_log_likelihood(name, A, B):
+    """Held-out mean log-likelihood of ``B`` under the maximum-likelihood fit
+    of the law on ``A``."""
+    if name == "poisson":
+        return stats.poisson.logpmf(B, A.mean(0)).sum(1).mean()
+    g, jac = (np.log, np.log) if name == "lognormal" else (logit, None)
+    G = g(A)
+    m, s = G.mean(0), G.std(0)
+    log_jac = np.log(B) if name == "lognormal" else np.log(B * (1 - B))
+    return (stats.norm.logpdf(g(B), m, s) - log_jac).sum(1).mean()
+
+
+@pytest.mark.parametrize("name", ["poisson", "lognormal", "logit_normal"])
+def test_known_answer_on_independent_columns(name):
+    # the code carries no information: the VAE's held-out score is that of
+    # the maximum-likelihood fit of the law to each column
+    X = _law(name, 6000, 0)
+    A, B = X[:3000], X[3000:]
+    vae = VAETransformer(
+        hidden_layer_sizes=(),
+        activation="identity",
+        latent_dim=1,
+        likelihood=name,
+        solver="lbfgs",
+        max_iter=300,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae.fit(A)
+    gap = vae.score(B) - _exact_mean_log_likelihood(name, A, B)
+    assert abs(gap) < 0.05
+
+
+def _mixed_table(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    count = rng.poisson(2.0, n).astype(float)
+    amount = rng.lognormal(3.0, 1.0, n)
+    share = 1 / (1 + np.exp(-rng.normal(0.0, 1.0, n)))
+    spend = np.where(rng.random(n) < 0.4, 0.0, rng.lognormal(1.0, 0.5, n))
+    other = rng.normal(size=n)
+    return np.column_stack([count, amount, share * 10, spend, other])
+
+
+_MIXED = {
+    0: "poisson",
+    1: "lognormal",
+    2: ("logit_normal", {"low": 0, "high": 10}),
+    3: "zero_lognormal",
+}
+
+
+def _fit_mixed(X, **kw):
+    params = dict(
+        likelihood=_MIXED, hidden_layer_sizes=(16,), max_iter=30, random_state=0
+    )
+    params.update(kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return VAETransformer(**params).fit(X)
+
+
+def test_samples_respect_each_columns_support():
+    X = _mixed_table()
+    vae = _fit_mixed(X)
+    for noise in (False, True):
+        S = vae.sample(500, random_state=1, noise=noise)
+        assert np.all(S[:, 0] >= 0)
+        assert np.all(S[:, 1] > 0)
+        assert np.all((S[:, 2] > 0) & (S[:, 2] < 10))
+        assert np.all(S[:, 3] >= 0)
+    S = vae.sample(500, random_state=1, noise=True)
+    np.testing.assert_array_equal(S[:, 0], np.round(S[:, 0]))
+    assert 0.2 < np.mean(S[:, 3] == 0) < 0.6
+    # unscaled columns: the model keeps their raw values
+    np.testing.assert_array_equal(vae.input_scale_[:4], 1.0)
+    np.testing.assert_array_equal(vae.input_mean_[:4], 0.0)
+
+
+def test_scores_are_densities_of_the_raw_values():
+    # scaling a log-normal column by c shifts its log-density by -log c
+    X = _mixed_table()
+    a = _fit_mixed(X[:, [1]], likelihood="lognormal")
+    b = _fit_mixed(X[:, [1]] * 100, likelihood="lognormal")
+    # (the importance-sampling noise is keyed by the rows' values, so the
+    # two models' estimates differ row by row; their means agree)
+    a.n_importance_samples = b.n_importance_samples = 200
+    assert abs(a.score(X[:, [1]]) - np.log(100) - b.score(X[:, [1]] * 100)) < 0.02
+
+
+def test_missing_cells_in_raw_columns():
+    X = _mixed_table()
+    X[np.random.default_rng(1).random(X.shape) < 0.2] = np.nan
+    vae = _fit_mixed(X)
+    scores = vae.score_samples(X)
+    assert np.all(np.isfinite(scores))
+    filled = VAEImputer(likelihood=_MIXED, max_iter=20, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Xt = filled.fit_transform(X)
+    assert not np.isnan(Xt).any()
+    assert np.all(Xt[:, 1] > 0) and np.all((Xt[:, 2] > 0) & (Xt[:, 2] < 10))
+    det = VAEAnomalyDetector(likelihood=_MIXED, max_iter=10, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert det.fit(X).predict(X).shape == (X.shape[0],)
+
+
+@pytest.mark.parametrize(
+    "likelihood, values, match",
+    [
+        ("poisson", [0.5, 2.0], "non-negative integer counts"),
+        ("poisson", [-1.0, 2.0], "non-negative integer counts"),
+        ("lognormal", [0.0, 2.0], "positive values"),
+        ("zero_lognormal", [-1.0, 2.0], "non-negative"),
+        ("logit_normal", [0.0, 0.5], "strictly inside"),
+        (("logit_normal", {"low": 1, "high": 2}), [0.5, 1.5], "strictly inside"),
+    ],
+)
+def test_values_outside_the_support_raise(likelihood, values, match):
+    X = np.column_stack([np.array(values * 5), np.arange(10.0)])
+    with pytest.raises(ValueError, match=match):
+        VAETransformer(likelihood={0: likelihood}, max_iter=2).fit(X)
+
+
+def test_support_is_checked_at_predict_time_too():
+    X = _mixed_table()
+    vae = _fit_mixed(X)
+    bad = X.copy()
+    bad[0, 1] = -3.0
+    with pytest.raises(ValueError, match="positive values"):
+        vae.score_samples(bad)
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        (("logit_normal", {"low": 2, "high": 1}), "low < high"),
+        (("logit_normal", {"lo": 0}), "takes the settings"),
+        (("lognormal", {"low": 0}), "takes the settings"),
+        ("laplace", "must be one of"),
+    ],
+)
+def test_bad_likelihood_specs_raise(spec, match):
+    with pytest.raises(ValueError, match=match):
+        VAETransformer(likelihood={0: spec}, max_iter=2).fit(np.ones((5, 2)) * 0.5)
+
+
+def test_warm_start_keeps_the_fitted_statistics():
+    X = _mixed_table()
+    vae = _fit_mixed(X, warm_start=True, max_iter=5)
+    table = [list(g) for g in vae._architecture_["table"]]
+    params = vae.params_.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae.fit(X[:150] * [1, 2, 1, 3, 1])
+    assert [list(g) for g in vae._architecture_["table"]] == table
+    assert not np.array_equal(params, vae.params_)  # trained on, not restarted
+    assert vae.n_iter_ == 10
+
+
+def test_dataframe_round_trip_with_count_columns():
+    pd = pytest.importorskip("pandas")
+    X = _mixed_table()
+    df = pd.DataFrame(X[:, :2], columns=["visits", "amount"])
+    df["visits"] = df["visits"].astype("int64")
+    df["kind"] = pd.Categorical(np.where(X[:, 4] > 0, "a", "b"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae = VAETransformer(
+            likelihood={"visits": "poisson", "amount": "lognormal"},
+            hidden_layer_sizes=(8,),
+            max_iter=10,
+            random_state=0,
+        ).fit(df)
+    S = vae.sample(50, random_state=0, noise=True)
+    assert list(S.columns) == ["visits", "amount", "kind"]
+    assert S["visits"].dtype == np.int64 and (S["visits"] >= 0).all()
+    assert (S["amount"] > 0).all()
+
+
+# -- conditional sampling ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def penguins_model():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    n = 400
+    species = rng.choice(["Adelie", "Gentoo", "Chinstrap"], n, p=[0.5, 0.45, 0.05])
+    island = np.where(
+        species == "Gentoo",
+        "Biscoe",
+        np.where(species == "Chinstrap", "Dream", rng.choice(["Biscoe", "Dream"], n)),
+    )
+    mass = np.where(species == "Gentoo", 5000.0, 3700.0) + rng.normal(0, 300, n)
+    bill = np.where(species == "Chinstrap", 49.0, 39.0) + rng.normal(0, 2, n)
+    df = pd.DataFrame(
+        {
+            "species": pd.Categorical(species),
+            "island": pd.Categorical(island),
+            "body_mass_g": mass,
+            "bill_length_mm": bill,
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae = VAETransformer(
+            hidden_layer_sizes=(32,),
+            latent_dim=3,
+            batch_size=32,
+            max_iter=300,
+            n_iter_no_change=30,
+            iwae_samples=3,
+            random_state=0,
+        ).fit(df)
+    return vae, df
+
+
+@pytest.mark.parametrize("noise", [False, True])
+def test_condition_with_one_value(penguins_model, noise):
+    vae, df = penguins_model
+    S = vae.sample(300, random_state=0, noise=noise, conditions={"species": "Gentoo"})
+    assert list(S.columns) == list(df.columns)
+    assert (S["species"] == "Gentoo").all()  # 100 % of the rows
+    assert S["species"].dtype == df["species"].dtype
+    # the rest follows the condition: Gentoo live on Biscoe and are heavy
+    assert (S["island"] == "Biscoe").mean() > 0.9
+    assert S["body_mass_g"].mean() > 4500
+
+
+def test_condition_on_a_rare_value_costs_no_more(penguins_model):
+    vae, df = penguins_model
+    assert (df["species"] == "Chinstrap").mean() < 0.08
+    S = vae.sample(300, random_state=0, noise=True, conditions={"species": "Chinstrap"})
+    assert (S["species"] == "Chinstrap").all()
+    assert (S["island"] == "Dream").mean() > 0.8
+    assert S["bill_length_mm"].mean() > 45
+
+
+def test_condition_with_an_array_and_a_numeric_column(penguins_model):
+    vae, df = penguins_model
+    species = np.array(["Adelie", "Gentoo"] * 50, dtype=object)
+    mass = np.linspace(3000, 6000, 100)
+    S = vae.sample(
+        100,
+        random_state=0,
+        noise=True,
+        conditions={"species": species, "body_mass_g": mass},
+    )
+    np.testing.assert_array_equal(S["species"].astype(str), species)
+    np.testing.assert_array_equal(S["body_mass_g"].to_numpy(), mass)
+    # a numeric condition alone: heavy birds come out as Gentoo
+    S = vae.sample(200, random_state=1, noise=True, conditions={"body_mass_g": 5500.0})
+    assert (S["body_mass_g"] == 5500.0).all()
+    assert (S["species"] == "Gentoo").mean() > 0.8
+
+
+def test_conditions_by_index_on_an_array_model():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=500)
+    X = np.column_stack([x, x + 0.1 * rng.normal(size=500), rng.normal(size=500)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae = VAETransformer(
+            hidden_layer_sizes=(16,), batch_size=32, max_iter=200, random_state=0
+        )
+        vae.fit(X)
+    S = vae.sample(400, random_state=0, noise=True, conditions={0: 1.5})
+    assert isinstance(S, np.ndarray) and S.shape == (400, 3)
+    np.testing.assert_array_equal(S[:, 0], 1.5)
+    assert abs(S[:, 1].mean() - 1.5) < 0.3  # the correlated column follows
+    assert abs(S[:, 2].mean()) < 0.3  # the independent one does not
+    # the same seed gives the same rows
+    np.testing.assert_array_equal(
+        S, vae.sample(400, random_state=0, noise=True, conditions={-3: 1.5})
+    )
+
+
+@pytest.mark.parametrize(
+    "conditions, match",
+    [
+        ({"species": "Emperor"}, "not levels"),
+        ({"wingspan": 3.0}, "not a column"),
+        ({7: 3.0}, "not a column"),
+        ({"body_mass_g": "heavy"}, "must be numbers"),
+        ({"body_mass_g": np.nan}, "finite"),
+        ({"species": ["Adelie", "Gentoo"]}, "one value or 10 values"),
+        (["species"], "must be a dict"),
+    ],
+)
+def test_bad_conditions_raise(penguins_model, conditions, match):
+    vae, _ = penguins_model
+    with pytest.raises(ValueError, match=match):
+        vae.sample(10, conditions=conditions)
