@@ -46,6 +46,15 @@ _AUTO_EPOCHS = 50
 _AUTO_STEPS = 2000
 
 
+def _offset_from_scores(scores, contamination):
+    """Threshold on scores: a quantile, or Tukey's lower fence for "auto"."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if contamination == "auto":
+        q1, q3 = np.percentile(scores, [25, 75])
+        return float(q1 - 1.5 * (q3 - q1))
+    return float(np.percentile(scores, 100.0 * contamination))
+
+
 class VAEAnomalyDetector(OutlierMixin, BaseVAE):
     __doc__ = f"""Unsupervised outlier detection with a variational autoencoder.
 
@@ -194,12 +203,12 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
 
     def _after_fit(self, X):
         super()._after_fit(X)
-        scores = self._log_likelihood(X, self.n_importance_samples)
-        if self.contamination == "auto":
-            q1, q3 = np.percentile(scores, [25, 75])
-            self.offset_ = float(q1 - 1.5 * (q3 - q1))
-        else:
-            self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+        self._offset_scores = self._log_likelihood(X, self.n_importance_samples)
+        self.offset_ = self._offset_for(self.contamination)
+
+    def _offset_for(self, contamination):
+        """The threshold that ``contamination`` gives on the offset scores."""
+        return _offset_from_scores(self._offset_scores, contamination)
 
     def decision_function(self, X):
         """Score minus ``offset_``: negative for outliers, positive for inliers.
