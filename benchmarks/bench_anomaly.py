@@ -91,7 +91,31 @@ FLAG_SETS = 0.90
 #: Named skvae parameter overrides for ablations (``--variant a,b``). A key
 #: "@module.NAME" sets the module-level constant NAME of ``skvae.<module>`` in
 #: the worker process instead (for private constants with no parameter).
-VARIANTS = {}
+VARIANTS = {
+    "default": {},
+    # scaling rules (skvae/_scaling.py)
+    "standard": {"standardize": True},
+    "minmax": {"standardize": False},
+    "robust": {"standardize": "robust"},
+    "robust_f0.7": {"standardize": "robust", "@_scaling.ROBUST_MIN_STD_FRACTION": 0.7},
+    "robust_f1": {"standardize": "robust", "@_scaling.ROBUST_MIN_STD_FRACTION": 1.0},
+    "quantile": {"standardize": "quantile"},
+    "standard_r0.05": {"standardize": True, "@_scaling.MIN_RANGE_FRACTION": 0.05},
+    "robust_r0.05": {"standardize": "robust", "@_scaling.MIN_RANGE_FRACTION": 0.05},
+    # size and budget
+    "rowvar": {"decoder_variance": "row"},
+    "latent32": {"latent_dim": 32},
+    "latent8": {"latent_dim": 8},
+    "width256": {"hidden_layer_sizes": (256, 256)},
+    "width64": {"hidden_layer_sizes": (64, 64)},
+    "epochs100": {"@_anomaly._AUTO_EPOCHS": 100},
+    "epochs25": {"@_anomaly._AUTO_EPOCHS": 25},
+    "trim0.1": {"trim_fraction": 0.1},
+    "trim0.3": {"trim_fraction": 0.3},
+    # offset_ from the training rows (as before issue 11) / more held out
+    "offset_train": {"@_anomaly._OFFSET_FRACTION": 0.0},
+    "offset_0.3": {"@_anomaly._OFFSET_FRACTION": 0.3},
+}
 
 # Detector kinds: name -> kind, in printing order.  skvae variants get the
 # kind "skvae" and the name "skvae:<variant>".

@@ -6,6 +6,7 @@ from numbers import Real
 
 import numpy as np
 from sklearn.base import OutlierMixin
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -37,6 +38,26 @@ def _detector_parameters():
     for name, doc in _AUTO_DOCS.items():
         text = re.sub(rf"{name} : .*?(?=\n    \w+ : )", doc, text, count=1, flags=re.S)
     return text
+
+
+#: Share of the training rows held out of the fit to set ``offset_`` from
+#: their scores (at most _OFFSET_MAX_ROWS rows); with fewer than
+#: _OFFSET_MIN_ROWS held-out rows, offset_ comes from the training rows.
+_OFFSET_FRACTION = 0.2
+_OFFSET_MAX_ROWS = 2000
+_OFFSET_MIN_ROWS = 50
+
+
+def _offset_split(n_samples, random_state):
+    """Sorted indices of the rows to fit and of the rows to set offset_ on.
+
+    ``None`` for the second when there are too few rows to hold any out.
+    """
+    n_out = min(int(round(_OFFSET_FRACTION * n_samples)), _OFFSET_MAX_ROWS)
+    if n_out < _OFFSET_MIN_ROWS or _OFFSET_FRACTION <= 0:
+        return np.arange(n_samples), None
+    perm = random_state.permutation(n_samples)
+    return np.sort(perm[n_out:]), np.sort(perm[:n_out])
 
 
 #: "auto" training: at most this many epochs and about this many Adam steps
@@ -201,9 +222,26 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
         # "auto" is a fixed training budget, chosen on purpose: no warning
         return not isinstance(self.max_iter, str)
 
+    def _fit(self, X, incremental):
+        held_out = None
+        if not incremental:
+            # rows held out of the fit: their scores set offset_ as new rows
+            # would score, where the training rows' own scores are too high
+            # on small data (the model has seen them)
+            rng = check_random_state(self.random_state)
+            keep, out = _offset_split(X.shape[0], rng)
+            if out is not None:
+                X, held_out = X[keep], X[out]
+        self._offset_rows = held_out
+        try:
+            return super()._fit(X, incremental)
+        finally:
+            del self._offset_rows
+
     def _after_fit(self, X):
         super()._after_fit(X)
-        self._offset_scores = self._log_likelihood(X, self.n_importance_samples)
+        rows = X if self._offset_rows is None else self._offset_rows
+        self._offset_scores = self._log_likelihood(rows, self.n_importance_samples)
         self.offset_ = self._offset_for(self.contamination)
 
     def _offset_for(self, contamination):

@@ -32,61 +32,21 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._objectives import Architecture, Objective
 from ._optimizers import Adam, minimize_lbfgs
 from ._parallel import threads_for
+from ._scaling import fit_column_scaling
 
 #: Rows times widest layer per inference chunk: bounds the memory of
 #: ``transform``, ``score_samples`` and ``sample`` whatever the input size.
 _CHUNK_ELEMENTS = 1 << 21
 
-#: Values per block of the scaling statistics (2 MB in float64).
-_STATS_BLOCK = 1 << 18
-
-#: standardize="robust" keeps each feature's scale at least this share of its
-#: standard deviation (chosen among 0, 0.25, 0.35, 0.5 on the anomaly
-#: benchmark; see benchmarks/README.md)
-_ROBUST_MIN_STD_FRACTION = 0.35
+#: The stopping rule does not count an epoch without improvement while the
+#: KL term (nats per row) is below this and above its value n_iter_no_change
+#: epochs earlier: the model is leaving a posterior-collapse plateau, on which
+#: the loss stays flat for tens of epochs before it falls.
+_COLLAPSE_KL = 1.0
 
 #: partial_fit computes fitted statistics (latent moments, offset_) on at
 #: most this many rows of each call.
 _STATS_ROWS = 4096
-
-
-def _column_moments(X):
-    """Largest magnitude, mean and standard deviation of each column.
-
-    The moments are computed on ``X / peak`` (values near the float limits
-    would overflow otherwise), in float64, over blocks of rows: the memory
-    they take does not grow with the number of rows (on 20000 x 784 float32
-    data a whole-array float64 computation added about 190 MB to the peak).
-    Blocks hold :data:`_STATS_BLOCK` values.
-    """
-    n, d = X.shape
-    rows = max(1, _STATS_BLOCK // max(1, d))
-    blocks = [X[i : i + rows] for i in range(0, n, rows)]
-    peak = np.zeros(d)
-    for block in blocks:
-        np.maximum(peak, np.max(np.abs(block), axis=0), out=peak)
-    peak[peak == 0] = 1.0
-    total = np.zeros(d)
-    for block in blocks:
-        total += np.sum(block / peak, axis=0, dtype=np.float64)
-    mean = total / n
-    # a second pass over the deviations: exact, unlike sum(x^2) - n mean^2
-    sq = np.zeros(d)
-    for block in blocks:
-        dev = block / peak - mean
-        sq += np.einsum("ij,ij->j", dev, dev)
-    return peak, mean * peak, np.sqrt(sq / n) * peak
-
-
-def _column_quartiles(X, peak):
-    """Quartiles of each column of ``X / peak``, in float64, by column blocks."""
-    n, d = X.shape
-    cols = max(1, _STATS_BLOCK // max(1, n))
-    out = np.empty((3, d))
-    for j in range(0, d, cols):
-        block = X[:, j : j + cols] / peak[j : j + cols]
-        out[:, j : j + cols] = np.percentile(block, [25, 50, 75], axis=0)
-    return out
 
 
 class TrainingDivergedError(ValueError, ArithmeticError):
@@ -144,7 +104,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "standardize": ["boolean", StrOptions({"robust"})],
+        "standardize": ["boolean", StrOptions({"robust", "quantile"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
@@ -187,25 +147,12 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return self.standardize and self._likelihood() != "bernoulli"
 
     def _fit_scaling(self, X):
-        n_features = X.shape[1]
         if self._uses_scaling():
-            peak, mean, scale = _column_moments(X)
-            if self.standardize == "robust":
-                # median and normal-consistent interquartile range: outliers
-                # in the training rows do not stretch the scale of the rest.
-                # The scale is kept above a share of the standard deviation,
-                # so that sparse features (IQR near 0) are not blown up
-                q1, med, q3 = _column_quartiles(X, peak)
-                iqr = (q3 - q1) / 1.349 * peak
-                mean = med * peak
-                scale = np.maximum(iqr, _ROBUST_MIN_STD_FRACTION * scale)
-            # constant (or nearly) features: leave them unscaled, as
-            # StandardScaler does, instead of dividing by ~0
-            tiny = scale < 10 * np.finfo(X.dtype).eps * np.maximum(np.abs(mean), 1.0)
-            scale[tiny] = 1.0
+            method = "standard" if self.standardize is True else self.standardize
+            mean, scale = fit_column_scaling(X, method)
         else:
-            mean = np.zeros(n_features)
-            scale = np.ones(n_features)
+            mean = np.zeros(X.shape[1])
+            scale = np.ones(X.shape[1])
         self.input_mean_ = mean
         self.input_scale_ = scale
 
@@ -488,11 +435,20 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _batch_size(self, n):
         return min(200, n) if self.batch_size == "auto" else min(self.batch_size, n)
 
+    def _leaving_collapse(self):
+        """Whether the KL term is still rising from near 0 (see _COLLAPSE_KL)."""
+        kl, n = self.kl_curve_, self.n_iter_no_change
+        return len(kl) > n and kl[-n - 1] < kl[-1] < _COLLAPSE_KL
+
     def _update_no_improvement(self, val_score):
-        """MLPRegressor's stopping rule; returns whether this epoch is best."""
+        """MLPRegressor's stopping rule; returns whether this epoch is best.
+
+        Epochs in which the model is leaving a posterior-collapse plateau
+        (:meth:`_leaving_collapse`) count neither way.
+        """
         if val_score is not None:
             if val_score < self.best_validation_score_ + self.tol:
-                self._no_improvement_count += 1
+                self._no_improvement_count += not self._leaving_collapse()
             else:
                 self._no_improvement_count = 0
             improved = val_score > self.best_validation_score_
@@ -502,7 +458,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             return improved
         loss = self.loss_curve_[-1]
         if loss > self.best_loss_ - self.tol:
-            self._no_improvement_count += 1
+            self._no_improvement_count += not self._leaving_collapse()
         else:
             self._no_improvement_count = 0
         improved = loss < self.best_loss_
