@@ -344,11 +344,27 @@ def flagged_shares(kind, est, X_train, X_test, score):
     if kind == "skvae":
         share = float(np.mean(est.predict(X_test) == -1))
         auto = est._offset_for("auto") if hasattr(est, "_offset_for") else np.nan
-        return share, float(np.mean(-score < auto))
+        return share, float(np.mean(-score < auto)), _fence_shares(est, score)
     if kind == "iforest":
         offset = np.percentile(est.score_samples(X_train), 100 * FLAG_CONTAMINATION)
-        return float(np.mean(-score < offset)), float(np.mean(-score < -0.5))
-    return np.nan, np.nan
+        return float(np.mean(-score < offset)), float(np.mean(-score < -0.5)), {}
+    return np.nan, np.nan, {}
+
+
+#: Tukey fences ``Q1 - k (Q3 - Q1)`` on the offset scores, measured as
+#: candidates for contamination="auto" (columns flag_fence<k>).
+FENCES = (1.5, 3.0, 4.5)
+
+
+def _fence_shares(est, score):
+    """Flagged share of test rows for each fence of FENCES (skvae only)."""
+    scores = getattr(est, "_offset_scores", None)
+    if scores is None:
+        return {}
+    q1, q3 = np.percentile(scores, [25, 75])
+    return {
+        f"flag_fence{k}": float(np.mean(-score < q1 - k * (q3 - q1))) for k in FENCES
+    }
 
 
 def run_job(path, seed, name, kind, params, collection=""):
@@ -389,7 +405,9 @@ def run_job(path, seed, name, kind, params, collection=""):
             score = np.asarray(score_fn(est, X_test), dtype=np.float64)
             t2 = time.perf_counter()
             c2 = time.process_time()
-            flag_005, flag_auto = flagged_shares(kind, est, X_train, X_test, score)
+            flag_005, flag_auto, fences = flagged_shares(
+                kind, est, X_train, X_test, score
+            )
         n_iter = getattr(est, "n_iter_", None)
         if isinstance(n_iter, (int, np.integer)):
             row["n_iter"] = int(n_iter)
@@ -409,6 +427,7 @@ def run_job(path, seed, name, kind, params, collection=""):
             cpu_seconds=c2 - c0,
             flag_005=flag_005,
             flag_auto=flag_auto,
+            **fences,
         )
     except Exception as exc:
         row.update(
@@ -598,8 +617,9 @@ def _in_band(share):
 
 def collection_summary(ok, order, cname):
     """One row per detector: means, deficits against IsolationForest, flags."""
+    fences = [c for c in ok if c.startswith("flag_fence")]
     per_ds = ok.groupby(["dataset", "detector"])[
-        ["auroc", "ap", "seconds", "flag_005", "flag_auto", "anomaly_rate"]
+        ["auroc", "ap", "seconds", "flag_005", "flag_auto", "anomaly_rate", *fences]
     ].mean()
     ref = None
     if "IsolationForest" in set(ok["detector"]):
@@ -630,6 +650,8 @@ def collection_summary(ok, order, cname):
         row["flag05_inband"] = flags.map(_in_band).mean() if len(flags) else np.nan
         autos = sub["flag_auto"].dropna()
         row["flagauto_med"] = autos.median() if len(autos) else np.nan
+        for col in fences:
+            row[col.replace("flag_", "") + "_med"] = sub[col].median()
         row["median_s"] = runs["seconds"].median()
         row["median_cpu_s"] = runs["cpu_seconds"].median()
         rows.append(row)
@@ -764,12 +786,16 @@ def main(argv=None):
         f"{len(detectors)} detector(s) = {len(jobs)} runs, n_jobs={args.n_jobs}"
     )
     t0 = time.perf_counter()
+    # every finished run is also appended here, as one JSON line
+    partial = Path(args.out).with_suffix(".partial.jsonl")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.write_text("")
     if args.n_jobs == 1:
         rows = []
         for i, job in enumerate(jobs, 1):
             row = run_job(*job)
             rows.append(row)
-            _progress(i, len(jobs), row)
+            _progress(i, len(jobs), row, partial)
     else:
         from joblib import Parallel, delayed
 
@@ -782,7 +808,7 @@ def main(argv=None):
         )
         for i, row in enumerate(results, 1):
             rows.append(row)
-            _progress(i, len(jobs), row)
+            _progress(i, len(jobs), row, partial)
     print(f"total wall time {time.perf_counter() - t0:.1f} s")
 
     df = pd.DataFrame(rows)
@@ -810,7 +836,10 @@ def main(argv=None):
     return 0
 
 
-def _progress(i, n, row):
+def _progress(i, n, row, partial=None):
+    if partial is not None:
+        with open(partial, "a") as f:
+            f.write(json.dumps(row, default=float) + "\n")
     if np.isnan(row["auroc"]):
         status = f"FAILED {row.get('error', '')}"
     else:
