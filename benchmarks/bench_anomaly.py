@@ -97,9 +97,11 @@ VARIANTS = {
     "standard": {"standardize": True},
     "minmax": {"standardize": False},
     "robust": {"standardize": "robust"},
+    "robust_nopm": {"standardize": "robust", "@_scaling.ROBUST_POINT_MASS": False},
     "robust_f0.7": {"standardize": "robust", "@_scaling.ROBUST_MIN_STD_FRACTION": 0.7},
     "robust_f1": {"standardize": "robust", "@_scaling.ROBUST_MIN_STD_FRACTION": 1.0},
     "quantile": {"standardize": "quantile"},
+    "robust_switch": {"standardize": "robust", "@_scaling.ROBUST_SWITCH": True},
     "standard_r0.05": {"standardize": True, "@_scaling.MIN_RANGE_FRACTION": 0.05},
     "robust_r0.05": {"standardize": "robust", "@_scaling.MIN_RANGE_FRACTION": 0.05},
     # size and budget

@@ -12,7 +12,10 @@ The rules (the values of ``standardize``):
     Mean and standard deviation.
 ``"robust"``
     Median and the normal-consistent interquartile range ``IQR / 1.349``,
-    kept above :data:`ROBUST_MIN_STD_FRACTION` standard deviations.
+    kept above :data:`ROBUST_MIN_STD_FRACTION` standard deviations; a column
+    with a point mass at its median (a quarter of the rows or more share one
+    value, as in zero-inflated columns) is scaled by its standard deviation
+    (:data:`ROBUST_POINT_MASS`).
 ``"quantile"``
     Median and the normal-consistent width of a wider central range, from the
     :data:`QUANTILE_RANGE` percentiles, kept above
@@ -33,6 +36,20 @@ _STATS_BLOCK = 1 << 18
 #: "robust" keeps each column's scale at least this share of its standard
 #: deviation, so that zero-inflated columns (IQR 0) are not divided by ~0.
 ROBUST_MIN_STD_FRACTION = 0.35
+
+#: "robust" on a column with a point mass at its median, one value held by at
+#: least a quarter of the rows (its 37.5th and 62.5th percentiles are equal:
+#: zero-inflated, binary or count columns): True scales it by its standard
+#: deviation, whose meaning does not depend on where the mass sits; False
+#: applies the floored IQR rule to it too (before issue 11: on zero-inflated
+#: columns the scale was then 0.35 standard deviations).
+ROBUST_POINT_MASS = True
+
+#: "robust" when a column's quantile range collapses below the floor (a point
+#: mass holds most rows, as in zero-inflated columns): False keeps the floor
+#: (the scale is ROBUST_MIN_STD_FRACTION standard deviations); True uses the
+#: standard deviation for that column instead.
+ROBUST_SWITCH = False
 
 #: "quantile": the central range whose width sets the scale, in percent.
 QUANTILE_RANGE = (5.0, 95.0)
@@ -117,10 +134,18 @@ def fit_column_scaling(X, method="standard"):
             lo, hi, floor = 25.0, 75.0, ROBUST_MIN_STD_FRACTION
         else:
             (lo, hi), floor = QUANTILE_RANGE, QUANTILE_MIN_STD_FRACTION
-        q_lo, med, q_hi = column_percentiles(X, peak, [lo, 50.0, hi])
+        q_lo, q_38, med, q_62, q_hi = column_percentiles(
+            X, peak, [lo, 37.5, 50.0, 62.5, hi]
+        )
         width = 1.349 if method == "robust" else ndtri(hi / 100) - ndtri(lo / 100)
         center = med * peak
-        scale = np.maximum((q_hi - q_lo) / width * peak, floor * std)
+        spread = (q_hi - q_lo) / width * peak
+        if ROBUST_SWITCH:
+            scale = np.where(spread < floor * std, std, spread)
+        else:
+            scale = np.maximum(spread, floor * std)
+        if ROBUST_POINT_MASS:
+            scale = np.where(q_38 == q_62, std, scale)
     if MIN_RANGE_FRACTION > 0:
         lo_hi = column_percentiles(X, peak, [0.0, 100.0])
         scale = np.maximum(scale, MIN_RANGE_FRACTION * (lo_hi[1] - lo_hi[0]) * peak)

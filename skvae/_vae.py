@@ -172,7 +172,11 @@ _SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
         Training stops when the loss (or the validation score) does not
         improve by at least ``tol`` for ``n_iter_no_change`` epochs.
     n_iter_no_change : int, default=10
-        Patience of that rule, in epochs.
+        Patience of that rule, in epochs. Epochs in which the KL term is
+        below 1 nat per row and higher than ``n_iter_no_change`` epochs
+        earlier do not count: the model is leaving a posterior-collapse
+        plateau, on which the loss can stay flat for tens of epochs before
+        it falls.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows, stop when their ELBO
         has not improved by ``tol`` for ``n_iter_no_change`` epochs (or L-BFGS

@@ -152,3 +152,44 @@ def test_default_stopping_rule_waits_out_a_posterior_collapse_plateau(monkeypatc
     old = VAETransformer(**params).fit(X)
     assert old.n_iter_ < 30
     assert old.loss_curve_[-1] > 4.2
+
+
+@pytest.mark.parametrize("method", ["standard", "robust", "quantile"])
+def test_scaling_of_zero_inflated_and_near_constant_columns(method):
+    # zero-inflated (80 % zeros, as in image embeddings) and near-constant
+    # columns (one value but for two rows) must not be blown up: a scale of
+    # at least the standard deviation bounds |z| by sqrt(n) (Samuelson)
+    from skvae._scaling import fit_column_scaling
+
+    rng = np.random.default_rng(0)
+    n = 1000
+    X = np.column_stack(
+        [
+            rng.exponential(size=n) * (rng.uniform(size=n) < 0.2),
+            np.r_[np.full(n - 2, 0.5), 1.0, 1.0],
+            rng.normal(size=n),
+            (rng.uniform(size=n) < 0.1).astype(float),  # binary, rare ones
+        ]
+    )
+    center, scale = fit_column_scaling(X, method)
+    assert center.dtype == scale.dtype == np.float64
+    assert np.all(np.isfinite(scale)) and np.all(scale > 0)
+    z = (X - center) / scale
+    assert np.all(np.isfinite(z))
+    if method != "quantile":
+        # point-mass columns are scaled by their standard deviation
+        np.testing.assert_allclose(scale[[0, 1, 3]], X[:, [0, 1, 3]].std(axis=0))
+        assert np.abs(z[:, :2]).max() <= np.sqrt(n)
+
+
+def test_robust_scaling_keeps_the_iqr_on_skewed_continuous_columns():
+    # a heavy-tailed column without a point mass keeps the robust scale, so
+    # that its bulk is not squeezed by the tail (as on ADBench's annthyroid)
+    from skvae._scaling import ROBUST_MIN_STD_FRACTION, fit_column_scaling
+
+    x = np.random.default_rng(0).lognormal(sigma=2.0, size=(2000, 1))
+    _, scale = fit_column_scaling(x, "robust")
+    q1, q3 = np.percentile(x, [25, 75])
+    expected = max((q3 - q1) / 1.349, ROBUST_MIN_STD_FRACTION * x.std())
+    assert scale[0] == pytest.approx(expected)
+    assert scale[0] < 0.5 * x.std()

@@ -338,9 +338,10 @@ def test_robust_standardisation_uses_median_and_iqr(Est):
     np.testing.assert_allclose(est.input_mean_, np.median(X, axis=0))
     q1, q3 = np.percentile(X, [25, 75], axis=0)
     expected = np.maximum((q3 - q1) / 1.349, 0.35 * X.std(axis=0))
-    np.testing.assert_allclose(est.input_scale_, expected)
-    # the sparse column's IQR is 0: its scale falls back on the std share
-    assert est.input_scale_[2] == pytest.approx(0.35 * X[:, 2].std())
+    np.testing.assert_allclose(est.input_scale_[:2], expected[:2])
+    # the sparse column has a point mass at its median (0): its IQR says
+    # nothing about its spread, and it is scaled by its standard deviation
+    assert est.input_scale_[2] == pytest.approx(X[:, 2].std())
 
 
 @pytest.mark.parametrize("standardize", [True, "robust"])
@@ -367,12 +368,14 @@ def test_scaling_statistics_do_not_depend_on_blocking(standardize, monkeypatch):
         np.testing.assert_allclose(mean, Xp.mean(axis=0) * peak, rtol=1e-12)
         expected = Xp.std(axis=0) * peak
     else:
-        q1, med, q3 = np.percentile(Xp, [25, 50, 75], axis=0)
+        q1, q38, med, q62, q3 = np.percentile(Xp, [25, 37.5, 50, 62.5, 75], axis=0)
         np.testing.assert_allclose(mean, med * peak, rtol=1e-12)
         expected = np.maximum(
             (q3 - q1) / 1.349 * peak,
             base.ROBUST_MIN_STD_FRACTION * Xp.std(axis=0) * peak,
         )
+        point_mass = q38 == q62
+        expected[point_mass] = (Xp.std(axis=0) * peak)[point_mass]
     expected[3] = 1.0
     np.testing.assert_allclose(scale, expected, rtol=1e-12)
     assert np.all(np.isfinite(scale))
