@@ -68,12 +68,19 @@ _AUTO_STEPS = 2000
 
 
 def _offset_from_scores(scores, contamination):
-    """Threshold on scores: a quantile, or Tukey's lower fence for "auto"."""
+    """Threshold on scores: a quantile, or Tukey's lower fence for "auto".
+
+    The quantile is the unbiased one for new rows (``method="weibull"``: the
+    ``p (n + 1)``-th smallest of ``n`` scores, which a new row falls below
+    with probability ``p``); numpy's default interpolation flags about
+    ``(p (n - 1) + 1) / (n + 1)`` of new rows, 5.6 % instead of 5 % with 140
+    held-out rows.
+    """
     scores = np.asarray(scores, dtype=np.float64)
     if contamination == "auto":
         q1, q3 = np.percentile(scores, [25, 75])
         return float(q1 - 1.5 * (q3 - q1))
-    return float(np.percentile(scores, 100.0 * contamination))
+    return float(np.percentile(scores, 100.0 * contamination, method="weibull"))
 
 
 class VAEAnomalyDetector(OutlierMixin, BaseVAE):
