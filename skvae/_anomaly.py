@@ -27,8 +27,11 @@ _AUTO_DOCS = {
         Centre and scale each feature inside the model: ``"robust"`` uses the
         median and the interquartile range (kept above 0.35 standard
         deviations), so the anomalies among the training rows do not stretch
-        the scale of the normal ones; ``True`` uses mean and standard
-        deviation. Scores are converted back to log-densities of the input.""",
+        the scale of the normal ones, except on features where one value
+        holds a quarter of the rows or more (zero-inflated, binary or count
+        features), which are scaled by their standard deviation; ``True``
+        uses mean and standard deviation. Scores are converted back to
+        log-densities of the input.""",
 }
 
 

@@ -16,7 +16,7 @@ The rules (the values of ``standardize``):
     with a point mass at its median (a quarter of the rows or more share one
     value, as in zero-inflated columns) is scaled by its standard deviation
     (:data:`ROBUST_POINT_MASS`).
-``"quantile"``
+``"quantile"`` (an ablation of the anomaly benchmark, not a public option)
     Median and the normal-consistent width of a wider central range, from the
     :data:`QUANTILE_RANGE` percentiles, kept above
     :data:`QUANTILE_MIN_STD_FRACTION` standard deviations.

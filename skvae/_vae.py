@@ -209,7 +209,9 @@ _SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
         only): by mean and standard deviation, or with ``"robust"`` by median
         and interquartile range, kept above 0.35 standard deviations
         (outliers in the training rows then stretch the scale of the rest
-        less). Scores are converted back, so they
+        less; features where one value holds a quarter of the rows, such as
+        zero-inflated ones, are scaled by their standard deviation). Scores
+        are converted back, so they
         are log-densities of the original data.
     random_state : int, RandomState instance or None, default=None
         Controls initialisation, shuffling, the training noise and the
