@@ -50,7 +50,8 @@ class AutoencoderTransformer(BaseAutoencoder):
         Centre and scale every feature inside the model (the statistics are
         learned in ``fit``): by mean and standard deviation, or with
         ``"robust"`` by median and interquartile range, kept above 0.35
-        standard deviations. Outputs of ``inverse_transform``
+        standard deviations (by the standard deviation on features where one
+        value holds a quarter of the rows). Outputs of ``inverse_transform``
         and ``sample`` are in the original units; reconstruction errors are
         measured on the standardised features, so every feature counts alike.
     categorical_features : "from_dtype", None or array-like, default="from_dtype"

@@ -41,6 +41,12 @@ from ._persistence import VersionedStateMixin
 #: ``transform``, ``score_samples`` and ``sample`` whatever the input size.
 _CHUNK_ELEMENTS = 1 << 21
 
+#: The stopping rule does not count an epoch without improvement while the
+#: KL term (nats per row) is below this and above its value n_iter_no_change
+#: epochs earlier: the model is leaving a posterior-collapse plateau, on which
+#: the loss stays flat for tens of epochs before it falls.
+_COLLAPSE_KL = 1.0
+
 #: partial_fit computes fitted statistics (latent moments, offset_) on at
 #: most this many rows of each call.
 _STATS_ROWS = 4096
@@ -736,11 +742,20 @@ class BaseAutoencoder(
     def _batch_size(self, n):
         return min(200, n) if self.batch_size == "auto" else min(self.batch_size, n)
 
+    def _leaving_collapse(self):
+        """Whether the KL term is still rising from near 0 (see _COLLAPSE_KL)."""
+        kl, n = self.kl_curve_, self.n_iter_no_change
+        return len(kl) > n and kl[-n - 1] < kl[-1] < _COLLAPSE_KL
+
     def _update_no_improvement(self, val_score):
-        """MLPRegressor's stopping rule; returns whether this epoch is best."""
+        """MLPRegressor's stopping rule; returns whether this epoch is best.
+
+        Epochs in which the model is leaving a posterior-collapse plateau
+        (:meth:`_leaving_collapse`) count neither way.
+        """
         if val_score is not None:
             if val_score < self.best_validation_score_ + self.tol:
-                self._no_improvement_count += 1
+                self._no_improvement_count += not self._leaving_collapse()
             else:
                 self._no_improvement_count = 0
             improved = val_score > self.best_validation_score_
@@ -750,7 +765,7 @@ class BaseAutoencoder(
             return improved
         loss = self.loss_curve_[-1]
         if loss > self.best_loss_ - self.tol:
-            self._no_improvement_count += 1
+            self._no_improvement_count += not self._leaving_collapse()
         else:
             self._no_improvement_count = 0
         improved = loss < self.best_loss_

@@ -31,6 +31,7 @@ from numbers import Integral
 import numpy as np
 import scipy.sparse as sp
 
+from . import _scaling
 from ._likelihoods import LIKELIHOODS, RAW_LIKELIHOODS
 from ._objectives import Batch
 
@@ -38,9 +39,8 @@ from ._objectives import Batch
 _STATS_BLOCK = 1 << 18
 
 #: standardize="robust" keeps each feature's scale at least this share of its
-#: standard deviation (chosen among 0, 0.25, 0.35, 0.5 on the anomaly
-#: benchmark; see benchmarks/README.md)
-_ROBUST_MIN_STD_FRACTION = 0.35
+#: standard deviation (see skvae._scaling)
+_ROBUST_MIN_STD_FRACTION = _scaling.ROBUST_MIN_STD_FRACTION
 
 
 def is_dataframe(X):
@@ -539,18 +539,22 @@ def fit_scaling(C, scaled, standardize):
         scale[cols] = sd
         return mean, scale
     X = C[:, cols] if cols.size < d else C
+    if not np.isnan(X).any():
+        # complete columns: the rules of skvae._scaling, as chosen on the
+        # anomaly benchmarks
+        method = "standard" if standardize is True else standardize
+        mu, sd = _scaling.fit_column_scaling(X, method)
+        mean[cols] = mu
+        scale[cols] = sd
+        return mean, scale
+    # columns with missing cells: the same statistics over observed cells
+    # (for "robust", without the point-mass rule of skvae._scaling)
     peak, mu, sd = column_moments(X)
     if standardize == "robust":
-        # median and normal-consistent interquartile range: outliers in the
-        # training rows do not stretch the scale of the rest. The scale is
-        # kept above a share of the standard deviation, so that sparse
-        # features (IQR near 0) are not blown up
         q1, med, q3 = column_quartiles(X, peak)
         iqr = (q3 - q1) / 1.349 * peak
         mu = med * peak
         sd = np.maximum(iqr, _ROBUST_MIN_STD_FRACTION * sd)
-    # constant (or nearly) features: leave them unscaled, as StandardScaler
-    # does, instead of dividing by ~0
     tiny = ~(sd >= 10 * np.finfo(C.dtype).eps * np.maximum(np.abs(mu), 1.0))
     sd[tiny] = 1.0
     mean[cols] = mu

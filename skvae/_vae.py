@@ -403,7 +403,11 @@ _SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
         Training stops when the loss (or the validation score) does not
         improve by at least ``tol`` for ``n_iter_no_change`` epochs.
     n_iter_no_change : int, default=10
-        Patience of that rule, in epochs.
+        Patience of that rule, in epochs. Epochs in which the KL term is
+        below 1 nat per row and higher than ``n_iter_no_change`` epochs
+        earlier do not count: the model is leaving a posterior-collapse
+        plateau, on which the loss can stay flat for tens of epochs before
+        it falls.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows, stop when their ELBO
         has not improved by ``tol`` for ``n_iter_no_change`` epochs (or L-BFGS
@@ -449,7 +453,9 @@ _SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
         only): by mean and standard deviation, or with ``"robust"`` by median
         and interquartile range, kept above 0.35 standard deviations
         (outliers in the training rows then stretch the scale of the rest
-        less). Scores are converted back, so they
+        less; features where one value holds a quarter of the rows, such as
+        zero-inflated ones, are scaled by their standard deviation). Scores
+        are converted back, so they
         are log-densities of the original data.
     categorical_features : "from_dtype", None or array-like, default="from_dtype"
         Which columns are categorical (a boolean mask, indices or names), as in

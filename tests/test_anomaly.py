@@ -36,26 +36,71 @@ def test_detector_on_held_out_data():
     assert roc_auc_score(y_new, -det.decision_function(X_new)) > 0.95
 
 
+def _held_out_rows(n_samples, random_state):
+    """The rows VAEAnomalyDetector holds out of the fit to set offset_."""
+    from sklearn.utils import check_random_state
+
+    from skvae._anomaly import _offset_split
+
+    return _offset_split(n_samples, check_random_state(random_state))[1]
+
+
 @pytest.mark.parametrize("contamination", [0.05, 0.1, 0.25])
-def test_float_contamination_flags_that_share_of_training_rows(contamination):
+def test_float_contamination_is_a_quantile_of_held_out_rows(contamination):
+    # offset_ comes from the scores of training rows held out of the fit,
+    # which score as new rows do
     X, _ = _with_outliers()
     det = VAEAnomalyDetector(
         contamination=contamination, max_iter=30, random_state=0
     ).fit(X)
-    flagged = np.mean(det.predict(X) == -1)
-    assert flagged == pytest.approx(contamination, abs=1.5 / X.shape[0])
-    assert det.offset_ == pytest.approx(
-        np.percentile(det.score_samples(X), 100 * contamination)
-    )
+    held_out = _held_out_rows(X.shape[0], 0)
+    assert len(held_out) == round(0.2 * X.shape[0])
+    scores = det.score_samples(X[held_out])
+    expected = np.percentile(scores, 100 * contamination, method="weibull")
+    assert det.offset_ == pytest.approx(expected)
+    flagged = np.mean(det.predict(X[held_out]) == -1)
+    assert flagged == pytest.approx(contamination, abs=1.5 / len(held_out))
 
 
 def test_auto_contamination_is_tukeys_lower_fence():
     X, _ = _with_outliers()
     det = VAEAnomalyDetector(max_iter=30, random_state=0).fit(X)
-    q1, q3 = np.percentile(det.score_samples(X), [25, 75])
+    held_out = _held_out_rows(X.shape[0], 0)
+    q1, q3 = np.percentile(det.score_samples(X[held_out]), [25, 75])
     assert det.offset_ == pytest.approx(q1 - 1.5 * (q3 - q1))
     flagged = np.mean(det.predict(X) == -1)
     assert 0 < flagged < 0.25
+
+
+def test_offset_holds_on_new_rows_of_small_data(monkeypatch):
+    # A network large for its 300 training rows scores them higher than new
+    # rows from the same distribution: a quantile of the training rows' own
+    # scores flags too many new rows; the held-out rows' quantile does not
+    import skvae._anomaly as anomaly
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(3, 20))
+    X, X_new = (np.tanh(rng.normal(size=(n, 3))) @ A for n in (300, 20000))
+    X += 0.3 * rng.normal(size=X.shape)
+    X_new += 0.3 * rng.normal(size=X_new.shape)
+    params = dict(
+        contamination=0.05, hidden_layer_sizes=(128, 128), max_iter=300, random_state=0
+    )
+    flagged = {}
+    for fraction in (0.0, 0.2):
+        monkeypatch.setattr(anomaly, "_OFFSET_FRACTION", fraction)
+        det = VAEAnomalyDetector(**params).fit(X)
+        flagged[fraction] = np.mean(det.predict(X_new) == -1)
+    assert flagged[0.0] > 0.08  # the old rule: overfitted scores
+    assert 0.025 < flagged[0.2] < 0.075
+
+
+def test_offset_falls_back_on_training_rows_for_tiny_data():
+    X, _ = _with_outliers(n=150, n_out=5)  # 31 held-out rows would be too few
+    det = VAEAnomalyDetector(contamination=0.1, max_iter=5, random_state=0).fit(X)
+    assert _held_out_rows(X.shape[0], 0) is None
+    expected = np.percentile(det.score_samples(X), 10, method="weibull")
+    assert det.offset_ == pytest.approx(expected)
 
 
 def test_decision_function_predict_and_fit_predict_agree():
@@ -78,3 +123,75 @@ def test_detector_works_on_raw_tabular_data_with_mixed_scales():
     det = VAEAnomalyDetector(max_iter=60, random_state=0).fit(X[keep])
     auc = roc_auc_score(y[keep] == 0, -det.score_samples(X[keep]))
     assert auc > 0.8
+
+
+def test_default_stopping_rule_waits_out_a_posterior_collapse_plateau(monkeypatch):
+    # four Gaussian clusters (examples/plot_vae_clusters.py): the loss sits
+    # flat for tens of epochs while the decoder ignores z and the KL term
+    # creeps up from ~0, then falls. The old rule (MLPRegressor's) stopped on
+    # that plateau; epochs in which the KL is still rising from ~0 do not count
+    import skvae._base as base
+    from skvae import VAETransformer
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[-2.0, -2.0], [-2.0, 2.0], [2.0, -2.0], [2.0, 2.0]])
+    X = centres[np.repeat(np.arange(4), 250)] + rng.normal(scale=0.5, size=(1000, 2))
+    params = dict(
+        hidden_layer_sizes=(32, 32),
+        latent_dim=2,
+        activation="tanh",
+        learning_rate_init=3e-3,
+        batch_size=64,
+        max_iter=300,
+        random_state=0,
+    )
+    vae = VAETransformer(**params).fit(X)
+    assert vae.n_iter_ > 60
+    assert vae.loss_curve_[-1] < 4.0  # off the plateau (about 4.3 nats/row)
+    assert max(vae.kl_curve_) > 1.0
+
+    monkeypatch.setattr(base, "_COLLAPSE_KL", 0.0)  # the old rule
+    old = VAETransformer(**params).fit(X)
+    assert old.n_iter_ < 30
+    assert old.loss_curve_[-1] > 4.2
+
+
+@pytest.mark.parametrize("method", ["standard", "robust", "quantile"])
+def test_scaling_of_zero_inflated_and_near_constant_columns(method):
+    # zero-inflated (80 % zeros, as in image embeddings) and near-constant
+    # columns (one value but for two rows) must not be blown up: a scale of
+    # at least the standard deviation bounds |z| by sqrt(n) (Samuelson)
+    from skvae._scaling import fit_column_scaling
+
+    rng = np.random.default_rng(0)
+    n = 1000
+    X = np.column_stack(
+        [
+            rng.exponential(size=n) * (rng.uniform(size=n) < 0.2),
+            np.r_[np.full(n - 2, 0.5), 1.0, 1.0],
+            rng.normal(size=n),
+            (rng.uniform(size=n) < 0.1).astype(float),  # binary, rare ones
+        ]
+    )
+    center, scale = fit_column_scaling(X, method)
+    assert center.dtype == scale.dtype == np.float64
+    assert np.all(np.isfinite(scale)) and np.all(scale > 0)
+    z = (X - center) / scale
+    assert np.all(np.isfinite(z))
+    if method != "quantile":
+        # point-mass columns are scaled by their standard deviation
+        np.testing.assert_allclose(scale[[0, 1, 3]], X[:, [0, 1, 3]].std(axis=0))
+        assert np.abs(z[:, :2]).max() <= np.sqrt(n)
+
+
+def test_robust_scaling_keeps_the_iqr_on_skewed_continuous_columns():
+    # a heavy-tailed column without a point mass keeps the robust scale, so
+    # that its bulk is not squeezed by the tail (as on ADBench's annthyroid)
+    from skvae._scaling import ROBUST_MIN_STD_FRACTION, fit_column_scaling
+
+    x = np.random.default_rng(0).lognormal(sigma=2.0, size=(2000, 1))
+    _, scale = fit_column_scaling(x, "robust")
+    q1, q3 = np.percentile(x, [25, 75])
+    expected = max((q3 - q1) / 1.349, ROBUST_MIN_STD_FRACTION * x.std())
+    assert scale[0] == pytest.approx(expected)
+    assert scale[0] < 0.5 * x.std()
