@@ -397,7 +397,8 @@ def _mean_sd(values):
 
 def run_synthetic(args):
     """The synthetic part. ``args`` has ``quick`` (bool), ``seeds`` (list of
-    int) and ``datasets`` (list among "penguins", "adult")."""
+    int), ``datasets`` (list among "penguins", "adult") and optionally
+    ``methods`` (names of the generators to run; None for all)."""
     skvae = _import_skvae()
     quick = getattr(args, "quick", False)
     seeds = list(getattr(args, "seeds", [0, 1, 2]))
@@ -422,7 +423,11 @@ def run_synthetic(args):
             train, test = split(df, seed)
             rare, common = _rare_common(train, test, column)
             n = len(test)
-            for method, make in _methods(skvae, name, quick, with_sdv).items():
+            methods = _methods(skvae, name, quick, with_sdv)
+            wanted = getattr(args, "methods", None)
+            if wanted:
+                methods = {m: f for m, f in methods.items() if m in wanted}
+            for method, make in methods.items():
                 t0 = time.perf_counter()
                 gen = make().fit(train, seed)
                 fit_s = time.perf_counter() - t0
