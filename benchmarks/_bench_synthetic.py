@@ -139,7 +139,9 @@ def _quality_backend():
             cat = isinstance(real[c].dtype, pd.CategoricalDtype)
             metadata["columns"][c] = {"sdtype": "categorical" if cat else "numerical"}
         qr = QualityReport()
-        qr.generate(real, synth[real.columns], metadata, verbose=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            qr.generate(real, synth[real.columns], metadata, verbose=False)
         props = qr.get_properties().set_index("Property")["Score"]
         details = qr.get_details("Column Shapes")
         return {
@@ -285,14 +287,29 @@ class SDVSynth:
 
         torch.manual_seed(seed)
         cls = TVAESynthesizer if self.kind == "TVAE" else CTGANSynthesizer
-        meta = Metadata.detect_from_dataframe(df)
-        self.model = cls(meta, epochs=self.epochs, cuda=False)
-        self.model.fit(df)
+        columns = {
+            c: {
+                "sdtype": "categorical"
+                if isinstance(df[c].dtype, pd.CategoricalDtype)
+                else "numerical"
+            }
+            for c in df.columns
+        }
+        meta = Metadata.load_from_dict({"tables": {"table": {"columns": columns}}})
+        self.model = cls(meta, epochs=self.epochs, enable_gpu=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # sdv 2 takes a dict of tables, and objects, not categories
+            cats = [c for c in columns if columns[c]["sdtype"] == "categorical"]
+            self.model.fit({"table": df.astype({c: object for c in cats})})
         self.dtypes = df.dtypes.to_dict()
         return self
 
     def sample(self, n, seed=0):
-        return self.model.sample(n).astype(self.dtypes)
+        out = self.model.sample(num_rows=n)
+        if isinstance(out, dict):
+            out = out["table"]
+        return out.astype(self.dtypes)
 
 
 def sdv_available():
@@ -397,7 +414,8 @@ def _mean_sd(values):
 
 def run_synthetic(args):
     """The synthetic part. ``args`` has ``quick`` (bool), ``seeds`` (list of
-    int) and ``datasets`` (list among "penguins", "adult")."""
+    int), ``datasets`` (list among "penguins", "adult") and optionally
+    ``methods`` (names of the generators to run; None for all)."""
     skvae = _import_skvae()
     quick = getattr(args, "quick", False)
     seeds = list(getattr(args, "seeds", [0, 1, 2]))
@@ -422,7 +440,11 @@ def run_synthetic(args):
             train, test = split(df, seed)
             rare, common = _rare_common(train, test, column)
             n = len(test)
-            for method, make in _methods(skvae, name, quick, with_sdv).items():
+            methods = _methods(skvae, name, quick, with_sdv)
+            wanted = getattr(args, "methods", None)
+            if wanted:
+                methods = {m: f for m, f in methods.items() if m in wanted}
+            for method, make in methods.items():
                 t0 = time.perf_counter()
                 gen = make().fit(train, seed)
                 fit_s = time.perf_counter() - t0

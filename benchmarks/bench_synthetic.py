@@ -18,7 +18,14 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--datasets", default="penguins,adult")
+    parser.add_argument(
+        "--methods",
+        default="",
+        help="comma-separated generators to run (default: all), e.g. "
+        "'GaussianMixture,skvae support,TVAE,CTGAN'",
+    )
     args = parser.parse_args(argv)
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     return args
