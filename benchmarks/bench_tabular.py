@@ -339,7 +339,23 @@ def impute_skvae(df, table, seed):
     VAEImputer = _skvae("VAEImputer")
     if VAEImputer is None:
         return None
-    return VAEImputer(random_state=seed).fit_transform(df)
+    return as_frame(VAEImputer(random_state=seed).fit_transform(df), df)
+
+
+def as_frame(out, df):
+    """``out`` as a DataFrame like ``df`` (an array is converted, with a
+    warning: the contract is a DataFrame with the input's columns and dtypes)."""
+    if isinstance(out, pd.DataFrame):
+        return out
+    print("  WARNING: skvae returned a", type(out).__name__, "not a DataFrame")
+    out = pd.DataFrame(np.asarray(out, dtype=object), columns=df.columns)
+    for col in df.columns:
+        if isinstance(df[col].dtype, pd.CategoricalDtype):
+            out[col] = pd.Categorical(out[col], categories=df[col].cat.categories)
+        else:
+            out[col] = out[col].astype(float)
+    out.attrs["converted"] = True
+    return out
 
 
 IMPUTERS = {
@@ -437,7 +453,7 @@ def evaluate(table, hidden, imputed):
 
 def check_imputed(df, imputed):
     """The contract: same columns and dtypes, observed cells untouched, no NaN."""
-    problems = []
+    problems = ["returned an array"] if imputed.attrs.get("converted") else []
     if list(imputed.columns) != list(df.columns):
         problems.append("columns differ")
     for col in df.columns:
@@ -668,7 +684,7 @@ def run_multiple(table, seeds, n_draws, results):
             t0 = time.perf_counter()
             try:
                 imp = VAEImputer(sample_posterior=True, random_state=seed).fit(df)
-                draws = [imp.transform(df) for _ in range(n_draws)]
+                draws = [as_frame(imp.transform(df), df) for _ in range(n_draws)]
                 m = coverage(table, mask.hidden, draws)
                 num = table.numeric
                 m["distinct"] = bool(
