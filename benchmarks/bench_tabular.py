@@ -339,7 +339,23 @@ def impute_skvae(df, table, seed):
     VAEImputer = _skvae("VAEImputer")
     if VAEImputer is None:
         return None
-    return VAEImputer(random_state=seed).fit_transform(df)
+    return as_frame(VAEImputer(random_state=seed).fit_transform(df), df)
+
+
+def as_frame(out, df):
+    """``out`` as a DataFrame like ``df`` (an array is converted, with a
+    warning: the contract is a DataFrame with the input's columns and dtypes)."""
+    if isinstance(out, pd.DataFrame):
+        return out
+    print("  WARNING: skvae returned a", type(out).__name__, "not a DataFrame")
+    out = pd.DataFrame(np.asarray(out, dtype=object), columns=df.columns)
+    for col in df.columns:
+        if isinstance(df[col].dtype, pd.CategoricalDtype):
+            out[col] = pd.Categorical(out[col], categories=df[col].cat.categories)
+        else:
+            out[col] = out[col].astype(float)
+    out.attrs["converted"] = True
+    return out
 
 
 IMPUTERS = {
@@ -437,7 +453,7 @@ def evaluate(table, hidden, imputed):
 
 def check_imputed(df, imputed):
     """The contract: same columns and dtypes, observed cells untouched, no NaN."""
-    problems = []
+    problems = ["returned an array"] if imputed.attrs.get("converted") else []
     if list(imputed.columns) != list(df.columns):
         problems.append("columns differ")
     for col in df.columns:
@@ -668,7 +684,7 @@ def run_multiple(table, seeds, n_draws, results):
             t0 = time.perf_counter()
             try:
                 imp = VAEImputer(sample_posterior=True, random_state=seed).fit(df)
-                draws = [imp.transform(df) for _ in range(n_draws)]
+                draws = [as_frame(imp.transform(df), df) for _ in range(n_draws)]
                 m = coverage(table, mask.hidden, draws)
                 num = table.numeric
                 m["distinct"] = bool(
@@ -1004,10 +1020,12 @@ def run_speed(args, results, impute_rows, adult):
     ]
     if done:
         forest_s = done[0]["seconds"]
-    else:
+    elif "missForest" in args.imputers:
         t0 = time.perf_counter()
         impute_missforest(df, adult, 0, n_estimators=args.forest_trees)
         forest_s = time.perf_counter() - t0
+    else:
+        forest_s = np.nan  # not asked for (--imputers without missForest)
     out["imputer"] = {"rows": len(df), "missForest_s": forest_s}
     VAEImputer = _skvae("VAEImputer")
     line = (
@@ -1049,6 +1067,13 @@ def parse_args(argv=None):
     p.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset")
     p.add_argument("--sets", nargs="+", default=list(tdata.SETS), choices=tdata.SETS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument(
+        "--rates",
+        nargs="+",
+        type=float,
+        default=[0.2, 0.5],
+        help="missingness rates (masks of other rates are dropped)",
+    )
     p.add_argument(
         "--imputers",
         default=",".join(IMPUTERS),
@@ -1099,6 +1124,7 @@ def load_tables(args):
         except (FileNotFoundError, ImportError) as exc:
             print(f"{name}: skipped ({exc})")
             continue
+        table.masks = [m for m in table.masks if m.rate in args.rates]
         if args.quick and name in ("wine", "adult"):
             table = table.head(1000 if name == "wine" else 1500)
         tables.append(table)
@@ -1142,11 +1168,11 @@ def main(argv=None):
     if "density" in parts:
         print("\n## Part 3: density of the observed part\n")
         dens = [t for t in tables if t.name != "sk_wine"]
-        run_density(dens, (0.2, 0.5), args.seeds, args, results)
+        run_density(dens, tuple(args.rates), args.seeds, args, results)
     if "speed" in parts:
         print("\n## Part 4: speed\n")
         adult = by_name.get("adult")
-        if adult is None:
+        if adult is None or not any(m.rate == 0.2 for m in adult.masks):
             adult = tdata.load_set("adult")
             if args.quick:
                 adult = adult.head(1500)
