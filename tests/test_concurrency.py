@@ -16,7 +16,12 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import skvae._parallel as parallel
-from skvae import AutoencoderTransformer, VAEAnomalyDetector, VAETransformer
+from skvae import (
+    AutoencoderTransformer,
+    VAEAnomalyDetector,
+    VAEImputer,
+    VAETransformer,
+)
 from skvae._base import _CHUNK_ELEMENTS
 
 N_THREADS = 8
@@ -29,7 +34,7 @@ COMMON = {"max_iter": 2, "random_state": 0}
 N_LARGE = 6000
 N_FEATURES = 32
 
-ESTIMATORS = [AutoencoderTransformer, VAETransformer, VAEAnomalyDetector]
+ESTIMATORS = [AutoencoderTransformer, VAETransformer, VAEAnomalyDetector, VAEImputer]
 
 
 def _blas_settings():
