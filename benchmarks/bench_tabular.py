@@ -596,10 +596,12 @@ def print_impute_tables(rows):
                 n: _mean_metrics([r for r in sub if r["imputer"] == n]) for n in names
             }
             best = {}
+            anchors = [n for n in names if n != "skvae"]
             for k in keys:
-                anchors = [n for n in names if n != "skvae"]
                 pick = max if k in higher else min
-                best[k] = pick(anchors, key=lambda n, k=k: means[n][k])
+                # no anchor in this run (--imputers skvae): nothing in bold
+                if anchors:
+                    best[k] = pick(anchors, key=lambda n, k=k: means[n][k])
             print(f"\n### {set_name}, {rate:.0%} missing\n")
             head = " | ".join(keys)
             print(f"| imputer | {head} | runs | s/run | README |")
@@ -608,7 +610,7 @@ def print_impute_tables(rows):
                 cells = []
                 for k in keys:
                     v = f"{means[n][k]:.4f}"
-                    cells.append(f"**{v}**" if best[k] == n else v)
+                    cells.append(f"**{v}**" if best.get(k) == n else v)
                 runs = [r for r in sub if r["imputer"] == n]
                 secs = np.mean([r["seconds"] for r in runs])
                 refv = ref.get(n, "")
