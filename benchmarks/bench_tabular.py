@@ -68,7 +68,7 @@ RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 if str(REPO_ROOT) not in sys.path:
     sys.path.append(str(REPO_ROOT))
 
-PARTS = ("impute", "multiple", "density", "speed")
+PARTS = ("impute", "multiple", "density", "speed", "synthetic")
 ANCHORS = ("mean/mode", "KNN(5)", "IterativeBR", "missForest", "chained")
 N_DRAWS = 20
 ANCHOR = "MVN-EM x categorical"  # the density anchor
@@ -1187,6 +1187,22 @@ def main(argv=None):
             if args.quick:
                 adult = adult.head(1500)
         run_speed(args, results, results.get("impute", []), adult)
+    if "synthetic" in parts:
+        # the synthetic-rows part of the issue on synthetic data (also
+        # ``bench_synthetic.py``): penguins and Adult, the same seeds
+        print("\n## Part 5: synthetic rows\n")
+        from types import SimpleNamespace
+
+        from _bench_synthetic import run_synthetic
+
+        run_synthetic(
+            SimpleNamespace(
+                quick=args.quick,
+                seeds=list(args.seeds),
+                datasets=[n for n in ("penguins", "adult") if n in args.sets],
+                methods=None,
+            )
+        )
     results["end_uptime"] = uptime()
     results["seconds"] = time.perf_counter() - t_start
     out = (
