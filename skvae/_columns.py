@@ -227,19 +227,18 @@ def _numeric_column(column, name, dtype):
 
 
 def frame_dtype(X, is_categorical):
-    """float32 when every numeric column of a DataFrame is float32, else float64."""
-    numeric = [dt for dt, cat in zip(X.dtypes, is_categorical) if not cat]
-    if numeric and all(np.dtype(dt) == np.float32 for dt in numeric if _np_dtype(dt)):
-        if all(_np_dtype(dt) for dt in numeric):
-            return np.float32
+    """The working dtype of a DataFrame: float32 when NumPy would make its
+    numeric columns float32 together (``np.result_type``: float32 with small
+    integers, as ``np.asarray`` of the frame would), else float64."""
+    dtypes = [
+        getattr(dt, "numpy_dtype", dt)
+        for dt, cat in zip(X.dtypes, is_categorical)
+        if not cat
+    ]
+    dtypes = [dt for dt in dtypes if isinstance(dt, np.dtype) and dt.kind in "biuf"]
+    if dtypes and np.result_type(*dtypes) == np.float32:
+        return np.float32
     return np.float64
-
-
-def _np_dtype(dt):
-    try:
-        return isinstance(dt, np.dtype)
-    except TypeError:  # pragma: no cover
-        return False
 
 
 def to_codes(X, layout, dtype, handle_unknown="missing", names=None):
@@ -740,8 +739,16 @@ def from_internal(V, layout, mean, scale, frame=None):
     d = len(order)
     out = np.empty((V.shape[0], d), dtype=V.dtype)
     out[:, order] = V
-    out *= scale.astype(V.dtype)
-    out += mean.astype(V.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out *= scale.astype(V.dtype)
+        out += mean.astype(V.dtype)
+    if not np.all(np.isfinite(out)) and np.all(np.isfinite(V)):
+        # a decoder output far outside the data, times a large scale, beyond
+        # the working dtype's range: computed in float64 and clipped to it
+        wide = np.empty((V.shape[0], d))
+        wide[:, order] = V
+        big = float(np.finfo(V.dtype).max)
+        out = np.clip(wide * scale + mean, -big, big).astype(V.dtype)
     cat_cols = np.flatnonzero(layout["is_categorical"])
     if frame is not None:
         return _to_frame(out, layout, frame)
@@ -784,7 +791,12 @@ def _to_frame(values, layout, frame):
         else:
             series = pd.Series(col)
             if dtype.lower().startswith(("int", "uint")):
-                series = series.round()
+                # integers: rounded, and inside the dtype's range (a drawn
+                # value may fall outside it, e.g. below 0 for uint8)
+                info = np.iinfo(np.dtype(dtype.lower()))
+                # float(info.max) rounds up past the range for 64-bit types
+                top = np.nextafter(float(info.max), 0.0)
+                series = series.round().clip(float(info.min), top)
             try:
                 series = series.astype(dtype)
             except (TypeError, ValueError):

@@ -286,7 +286,14 @@ def _rows_out(value, X, dtype, what):
     if hasattr(value, "dtypes"):
         assert list(value.columns) == list(X.columns), what
         assert list(value.dtypes) == list(X.dtypes), what
-        return value.to_numpy(dtype=dtype)
+        numeric = [c for c in X.columns if X[c].dtype.kind in "biuf"]
+        for c in X.columns:
+            if c not in numeric:  # categorical: levels the model knows
+                known = set(X[c].dropna().unique()) | set(
+                    getattr(X[c].dtype, "categories", [])
+                )
+                assert set(value[c].dropna().unique()) <= known, what
+        return value[numeric].to_numpy(dtype=dtype)
     return value
 
 
