@@ -308,12 +308,7 @@ class VAEImputer(BaseVAE):
         """
         X = self._placeholder_to_nan(X)
         super().fit(X)
-        C = self._check_X(X, reset=False)
-        self._empty = np.all(np.isnan(C), axis=0) if not hasattr(C, "tocsr") else None
-        self.indicator_ = None
-        if self.add_indicator:
-            self.indicator_ = MissingIndicator(error_on_new=False)
-            self.indicator_.fit(C)
+        self._fit_missing_features(X)
         return self
 
     def partial_fit(self, X, y=None):
@@ -332,14 +327,18 @@ class VAEImputer(BaseVAE):
         """
         X = self._placeholder_to_nan(X)
         super().partial_fit(X)
-        if not hasattr(self, "indicator_"):
-            C = self._check_X(X, reset=False)
-            self._empty = np.all(np.isnan(C), axis=0)
-            self.indicator_ = None
-            if self.add_indicator:
-                self.indicator_ = MissingIndicator(error_on_new=False)
-                self.indicator_.fit(C)
+        if not hasattr(self, "indicator_"):  # the first call
+            self._fit_missing_features(X)
         return self
+
+    def _fit_missing_features(self, X):
+        """Which features had no observed value, and the missing indicator."""
+        C = self._check_X(X, reset=False)
+        self._empty = None if hasattr(C, "tocsr") else np.all(np.isnan(C), axis=0)
+        self.indicator_ = None
+        if self.add_indicator:
+            self.indicator_ = MissingIndicator(error_on_new=False)
+            self.indicator_.fit(C)
 
     def transform(self, X):
         """Fill the missing cells of ``X``.
