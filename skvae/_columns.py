@@ -742,13 +742,15 @@ def from_internal(V, layout, mean, scale, frame=None):
     with np.errstate(over="ignore", invalid="ignore"):
         out *= scale.astype(V.dtype)
         out += mean.astype(V.dtype)
-    if not np.all(np.isfinite(out)) and np.all(np.isfinite(V)):
-        # a decoder output far outside the data, times a large scale, beyond
-        # the working dtype's range: computed in float64 and clipped to it
+    if not np.all(np.isfinite(out)):
+        # a decoder output far outside the data (times a large scale) beyond
+        # the working dtype's range: computed in float64, clipped to it
         wide = np.empty((V.shape[0], d))
         wide[:, order] = V
         big = float(np.finfo(V.dtype).max)
-        out = np.clip(wide * scale + mean, -big, big).astype(V.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            wide = wide * scale + mean
+        out = np.clip(np.nan_to_num(wide, nan=0.0), -big, big).astype(V.dtype)
     cat_cols = np.flatnonzero(layout["is_categorical"])
     if frame is not None:
         return _to_frame(out, layout, frame)
@@ -797,6 +799,13 @@ def _to_frame(values, layout, frame):
                 # float(info.max) rounds up past the range for 64-bit types
                 top = np.nextafter(float(info.max), 0.0)
                 series = series.round().clip(float(info.min), top)
+            elif (
+                dtype.lower().startswith("float")
+                and np.dtype(dtype.lower()).itemsize < 8
+            ):
+                # a narrower float column (float16) holds a smaller range
+                big = float(np.finfo(np.dtype(dtype.lower())).max)
+                series = series.clip(-big, big)
             try:
                 series = series.astype(dtype)
             except (TypeError, ValueError):

@@ -75,8 +75,9 @@ def _calls(models, dtypes=(np.float64, np.float32)):
                 if hasattr(est, method):
                     fn = getattr(est, method)
                     calls.append((f"{name}-{size}-{method}-{dtype.__name__}", fn, Xd))
-            label = f"{name}-{size}-inverse_transform-{dtype.__name__}"
-            calls.append((label, est.inverse_transform, est.transform(Xd)))
+            if hasattr(est, "inverse_transform"):  # not the imputer
+                label = f"{name}-{size}-inverse_transform-{dtype.__name__}"
+                calls.append((label, est.inverse_transform, est.transform(Xd)))
     return calls
 
 
