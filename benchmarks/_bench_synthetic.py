@@ -49,20 +49,8 @@ REPO_ROOT = HERE.parent
 SHARED = REPO_ROOT.parent / "shared" / "data"
 ADULT_DIR = SHARED / "hivae" / "Adult"
 
-ADULT_COLUMNS = [
-    "age",
-    "workclass",
-    "fnlwgt",
-    "education",
-    "marital_status",
-    "occupation",
-    "relationship",
-    "race",
-    "sex",
-    "capital_gain",
-    "capital_loss",
-    "hours_per_week",
-]
+# the HI-VAE Adult table's columns, as the tabular benchmark names them
+from _tabular_data import ADULT_COLUMNS  # noqa: E402
 
 #: Per-column likelihoods of the "support" variant of skvae.
 SUPPORT_LIKELIHOODS = {

@@ -3,12 +3,12 @@
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseAutoencoder, check_n_samples
+from ._base import _COLUMN_PARAMETERS, BaseAutoencoder, check_n_samples
 from ._objectives import as_batch
 
 
 class AutoencoderTransformer(BaseAutoencoder):
-    """Deterministic autoencoder for non-linear dimensionality reduction.
+    __doc__ = f"""Deterministic autoencoder for non-linear dimensionality reduction.
 
     An encoder network maps each row to a code of ``latent_dim`` values and a
     mirrored decoder maps the code back; both are trained together to
@@ -23,9 +23,9 @@ class AutoencoderTransformer(BaseAutoencoder):
         ``()`` gives a single linear map each way.
     latent_dim : int, default=2
         Size of the code.
-    activation : {"relu", "tanh", "logistic", "identity"}, default="relu"
+    activation : {{"relu", "tanh", "logistic", "identity"}}, default="relu"
         Hidden-layer activation. The code layer and the output are linear.
-    solver : {"adam", "lbfgs"}, default="adam"
+    solver : {{"adam", "lbfgs"}}, default="adam"
         ``"adam"``: mini-batch Adam. ``"lbfgs"``: full-batch L-BFGS-B from
         SciPy, which converges tightly on small data sets and linear models.
     alpha : float, default=1e-4
@@ -54,20 +54,7 @@ class AutoencoderTransformer(BaseAutoencoder):
         value holds a quarter of the rows). Outputs of ``inverse_transform``
         and ``sample`` are in the original units; reconstruction errors are
         measured on the standardised features, so every feature counts alike.
-    categorical_features : "from_dtype", None or array-like, default="from_dtype"
-        Which columns are categorical (a boolean mask, indices or names), as in
-        :class:`~sklearn.ensemble.HistGradientBoostingRegressor`.
-        ``"from_dtype"``: the ``category``, ``object``, ``string`` and
-        ``bool`` columns of a pandas DataFrame (no column of an array: small
-        integers are never guessed to be categories). Or a boolean mask,
-        column indices or column names; None for no categorical column.
-        Categorical columns get a categorical (softmax) likelihood over
-        their levels and are one-hot encoded for the encoder.
-    handle_unknown : {"missing", "error"}, default="missing"
-        A level of a categorical column not seen during ``fit``:
-        ``"missing"`` treats the cell as missing (with a warning), ``"error"``
-        raises a ValueError.
-    random_state : int, RandomState instance or None, default=None
+{_COLUMN_PARAMETERS}    random_state : int, RandomState instance or None, default=None
         Controls initialisation, shuffling and the sampling noise. An int
         gives bit-identical results on the same machine.
     verbose : bool, default=False

@@ -47,6 +47,26 @@ _CHUNK_ELEMENTS = 1 << 21
 #: the loss stays flat for tens of epochs before it falls.
 _COLLAPSE_KL = 1.0
 
+#: Docs of the column parameters every estimator shares (numpydoc lines,
+#: indented for a class docstring).
+_COLUMN_PARAMETERS = (
+    '    categorical_features : "from_dtype", None or array-like, '
+    'default="from_dtype"\n'
+    """        Which columns are categorical (a boolean mask, indices or names), as in
+        :class:`~sklearn.ensemble.HistGradientBoostingRegressor`.
+        ``"from_dtype"``: the ``category``, ``object``, ``string`` and
+        ``bool`` columns of a pandas DataFrame (no column of an array: small
+        integers are never guessed to be categories). Or a boolean mask,
+        column indices or column names; None for no categorical column.
+        Categorical columns get a categorical (softmax) likelihood over
+        their levels and are one-hot encoded for the encoder.
+    handle_unknown : {"missing", "error"}, default="missing"
+        A level of a categorical column not seen during ``fit``:
+        ``"missing"`` treats the cell as missing (with a warning), ``"error"``
+        raises a ValueError.
+"""
+)
+
 #: partial_fit computes fitted statistics (latent moments, offset_) on at
 #: most this many rows of each call.
 _STATS_ROWS = 4096

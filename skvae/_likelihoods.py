@@ -375,16 +375,14 @@ class Likelihood:
         return np.sum(weights * self.mean(out, params), axis=0)
 
 
-class Gaussian(Likelihood):
-    """Normal density with a learned variance (per feature, shared or per row)."""
+class _LearnedVariance:
+    """A learned decoder variance ``softplus(r) + floor``: one per column,
+    one shared, or one per row and cell from a second decoder head (the
+    estimators' ``decoder_variance``), for likelihoods that have one."""
 
-    name = "gaussian"
-    scaled = True
-
-    def __init__(self, n_columns, options=None):
-        super().__init__(n_columns, options)
-        self.variance = self.options.get("variance", "feature")
+    def _setup_variance(self):
         self.floor = float(self.options.get("floor", 1e-3))
+        self.variance = self.options.get("variance", "feature")
         if self.variance == "row":
             self.n_outputs = 2 * self.n_columns
         self.n_params = {"feature": self.n_columns, "shared": 1, "row": 0}[
@@ -398,13 +396,28 @@ class Gaussian(Likelihood):
             W[:, self.n_columns :] *= 0.1
             bias[self.n_columns :] = RAW_UNIT_VARIANCE
 
-    def _raw(self, out, params):
+    def _split(self, out, params):
+        """Decoder means and raw variances of the group's cells."""
         if self.variance == "row":
-            return out[..., self.n_columns :]
-        return params
+            return out[..., : self.n_columns], out[..., self.n_columns :]
+        return out, params
+
+
+class Gaussian(_LearnedVariance, Likelihood):
+    """Normal density with a learned variance (per feature, shared or per row)."""
+
+    name = "gaussian"
+    scaled = True
+
+    def __init__(self, n_columns, options=None):
+        super().__init__(n_columns, options)
+        self._setup_variance()
+
+    def _raw(self, out, params):
+        return self._split(out, params)[1]
 
     def _mean_view(self, out):
-        return out[..., : self.n_columns] if self.variance == "row" else out
+        return self._split(out, None)[0]
 
     def nll(self, T, out, params, need_grad, mask, d_out=None):
         nll, d_mean, d_raw = gaussian_nll(
@@ -670,7 +683,7 @@ class Poisson(_RawColumns):
         return gen.poisson(rate).astype(rate.dtype)
 
 
-class LogNormal(_RawColumns):
+class LogNormal(_LearnedVariance, _RawColumns):
     """Log-normal values: ``log x ~ N(loc + scale * m, scale^2 * v)``.
 
     The decoder gives ``m`` per cell and ``v = softplus(r) + floor`` is a
@@ -684,27 +697,8 @@ class LogNormal(_RawColumns):
 
     def __init__(self, n_columns, options=None):
         super().__init__(n_columns, options)
-        self.floor = float(self.options.get("floor", 1e-3))
-        # the variance as the Gaussian's: per column, shared, or per row
-        # from a second decoder head (the estimators' decoder_variance)
-        self.variance = self.options.get("variance", "feature")
-        if self.variance == "row":
-            self.n_outputs = 2 * self.n_columns
-        self.n_params = {"feature": self.n_columns, "shared": 1, "row": 0}[
-            self.variance
-        ]
-
-    def init(self, params, W, bias):
-        params[:] = RAW_UNIT_VARIANCE
-        if self.variance == "row":
-            W[:, self.n_columns :] *= 0.1
-            bias[self.n_columns :] = RAW_UNIT_VARIANCE
-
-    def _split(self, out, params):
-        """Decoder means and raw variances of the group's cells."""
-        if self.variance == "row":
-            return out[..., : self.n_columns], out[..., self.n_columns :]
-        return out, params
+        # the variance as the Gaussian's (see _LearnedVariance)
+        self._setup_variance()
 
     @classmethod
     def fit_options(cls, values, options):

@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _columns
-from ._base import BaseAutoencoder, check_n_samples
+from ._base import _COLUMN_PARAMETERS, BaseAutoencoder, check_n_samples
 from ._columns import NUMERIC_LIKELIHOODS
 from ._noise import noise_pool, row_keyed_normal
 from ._objectives import as_batch
@@ -374,7 +374,8 @@ def _condition_codes(model, conditions, n_samples, dtype):
     return C, given
 
 
-_SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
+_SHARED_PARAMETERS = (
+    """hidden_layer_sizes : tuple of int, default=(64,)
         Widths of the encoder's hidden layers; the decoder mirrors them.
         ``()`` gives linear maps (with ``activation="identity"`` and a
         Gaussian decoder, a factor-analysis or probabilistic-PCA model).
@@ -457,20 +458,9 @@ _SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
         zero-inflated ones, are scaled by their standard deviation). Scores
         are converted back, so they
         are log-densities of the original data.
-    categorical_features : "from_dtype", None or array-like, default="from_dtype"
-        Which columns are categorical (a boolean mask, indices or names), as in
-        :class:`~sklearn.ensemble.HistGradientBoostingRegressor`.
-        ``"from_dtype"``: the ``category``, ``object``, ``string`` and
-        ``bool`` columns of a pandas DataFrame (no column of an array: small
-        integers are never guessed to be categories). Or a boolean mask,
-        column indices or column names; None for no categorical column.
-        Categorical columns get a categorical (softmax) likelihood over
-        their levels and are one-hot encoded for the encoder.
-    handle_unknown : {"missing", "error"}, default="missing"
-        A level of a categorical column not seen during ``fit``:
-        ``"missing"`` treats the cell as missing (with a warning), ``"error"``
-        raises a ValueError.
-    random_state : int, RandomState instance or None, default=None
+"""
+    + _COLUMN_PARAMETERS
+    + """    random_state : int, RandomState instance or None, default=None
         Controls initialisation, shuffling, the training noise and the
         importance-sampling noise. An int gives bit-identical results on the
         same machine.
@@ -478,6 +468,7 @@ _SHARED_PARAMETERS = """hidden_layer_sizes : tuple of int, default=(64,)
         Print the loss and its two parts after every epoch.
     warm_start : bool, default=False
         Reuse the previous solution to start the next ``fit``."""
+)
 
 _SHARED_ATTRIBUTES = """params_ : ndarray
         All parameters in one flat vector (encoder, decoder, variances).
