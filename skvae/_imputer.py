@@ -378,6 +378,9 @@ class VAEImputer(BaseVAE):
             out = X.copy()
             import pandas as pd
 
+            # the decoded rows are numbered 0..n-1; align them with X's index
+            filled.index = X.index
+
             for j, name in enumerate(X.columns):
                 if missing[:, j].any():
                     col = filled[name]

@@ -317,6 +317,19 @@ def test_imputer_fills_only_missing_cells_and_keeps_dtypes():
     assert set(out["kind"]) <= {"a", "b", "c"}
 
 
+def test_imputer_fills_frames_with_any_index():
+    # rows after a split keep their labels; the filled cells must follow them
+    df = _table(missing=0.2)
+    imp = VAEImputer(**FAST).fit(df)
+    part = df.iloc[::-2]
+    out = imp.transform(part)
+    assert out.index.equals(part.index)
+    assert not out.isna().any().any()
+    expected = imp.transform(part.reset_index(drop=True))
+    expected.index = part.index
+    pd.testing.assert_frame_equal(out, expected)
+
+
 def test_imputer_beats_the_mean_on_correlated_columns():
     rng = np.random.default_rng(0)
     Z = rng.normal(size=(600, 2))
