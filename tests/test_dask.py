@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import skvae.dask as skd  # noqa: E402
 from skvae import (  # noqa: E402
     AutoencoderTransformer,
     VAEAnomalyDetector,
+    VAEImputer,
     VAETransformer,
 )
 
@@ -239,9 +241,13 @@ def test_bad_input(client, data):
     with pytest.raises(TypeError, match="dask array or a dask DataFrame"):
         skd.DaskVAETransformer().fit(Xn)
     bad = Xn.copy()
-    bad[1500, 2] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    bad[1500, 2] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
         skd.DaskVAETransformer(max_iter=1).fit(da.from_array(bad, chunks=(CHUNK, -1)))
+    with pytest.raises(NotImplementedError, match="raw values"):
+        skd.DaskVAETransformer(likelihood="lognormal").fit(
+            da.from_array(Xn, chunks=(CHUNK, -1))
+        )
     with pytest.raises(NotImplementedError, match="adam"):
         skd.DaskVAETransformer(solver="lbfgs").fit(da.from_array(Xn, chunks=CHUNK))
 
@@ -253,6 +259,7 @@ def test_parameters_are_the_in_memory_ones_plus_client():
         (skd.DaskVAETransformer, VAETransformer),
         (skd.DaskAutoencoderTransformer, AutoencoderTransformer),
         (skd.DaskVAEAnomalyDetector, VAEAnomalyDetector),
+        (skd.DaskVAEImputer, VAEImputer),
     ]:
         params = dask_class().get_params()
         assert params.pop("client") is None
@@ -287,3 +294,194 @@ def test_grid_search_on_the_dask_joblib_backend(client, data):
         search.fit(Xn)
     assert search.best_params_["latent_dim"] in (1, 2)
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+# -- tables: categorical columns and missing cells ------------------------------
+
+
+def _table(n=1200, seed=0):
+    """Two numeric columns (one with 10 % NaN), a category column and an
+    object column (with missing cells), driven by one latent factor; the
+    object column's level "d" appears only in the last rows (not in the
+    first partition, which fit validates first)."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.RandomState(seed)
+    z = rng.normal(size=n)
+    obj = np.where(rng.rand(n) < 0.3, "a", np.where(z > 0, "b", "c")).astype(object)
+    obj[-n // 8 :: 7] = "d"
+    frame = pd.DataFrame(
+        {
+            "x1": z + 0.1 * rng.normal(size=n),
+            "x2": np.tanh(z) * 2 + 0.2 * rng.normal(size=n) + 5,
+            "cat": pd.Categorical(
+                np.where(z > 0.5, "hi", np.where(z < -0.5, "lo", "mid")),
+                categories=["lo", "mid", "hi"],
+            ),
+            "obj": obj,
+        }
+    )
+    frame.loc[rng.rand(n) < 0.1, "x1"] = np.nan
+    frame.loc[rng.rand(n) < 0.05, "cat"] = np.nan
+    frame.loc[rng.rand(n) < 0.1, "obj"] = None
+    return frame
+
+
+@pytest.fixture(scope="module")
+def mixed(client):
+    frame = _table()
+    ddf = dd.from_pandas(frame, npartitions=4)
+    parts = [p.compute() for p in ddf.to_delayed()]
+    # the frame as dask holds it (object columns become strings)
+    return ddf.compute(), ddf, parts
+
+
+@pytest.fixture(scope="module")
+def mixed_fitted(mixed):
+    _, ddf, _ = mixed
+    fit = {"max_iter": 2, "random_state": 0}
+    return {
+        "vae": skd.DaskVAETransformer(latent_dim=2, **fit).fit(ddf),
+        "ae": skd.DaskAutoencoderTransformer(latent_dim=2, **fit).fit(ddf),
+        "det": skd.DaskVAEAnomalyDetector(**fit).fit(ddf),
+        "imp": skd.DaskVAEImputer(add_indicator=True, **fit).fit(ddf),
+    }
+
+
+@pytest.mark.parametrize("name", ["vae", "ae", "det", "imp"])
+def test_table_columns_are_fitted_as_in_memory(mixed, mixed_fitted, name):
+    frame, _, _ = mixed
+    est = mixed_fitted[name]
+    plain = est._local_class(**{**est.to_local().get_params(), "max_iter": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain.fit(frame)
+    assert list(est.feature_names_in_) == ["x1", "x2", "cat", "obj"]
+    np.testing.assert_array_equal(est.is_categorical_, [False, False, True, True])
+    for got, expected in zip(est.categories_, plain.categories_):
+        np.testing.assert_array_equal(got, expected)
+    assert list(est.categories_[1]) == ["a", "b", "c", "d"]  # "d": a late level
+    local = est.to_local()
+    assert local._layout_["n_indicators"] == 2
+    assert local._architecture_ == plain._architecture_
+    if name == "det":
+        # robust scaling, from approximate quantiles of all the rows (the
+        # in-memory detector's come from the rows it does not hold out)
+        X = frame[["x1", "x2"]].to_numpy()
+        q1, med, q3 = np.nanpercentile(X, [25, 50, 75], axis=0)
+        scale = np.maximum((q3 - q1) / 1.349, 0.35 * np.nanstd(X, axis=0))
+        assert np.all(np.abs(est.input_mean_[:2] - med) < 0.01 * scale)
+        np.testing.assert_allclose(est.input_scale_[:2], scale, rtol=0.02)
+    else:
+        np.testing.assert_allclose(est.input_mean_, plain.input_mean_, rtol=1e-12)
+        np.testing.assert_allclose(est.input_scale_, plain.input_scale_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["vae", "ae", "det"])
+def test_table_methods_match_in_memory(mixed, mixed_fitted, name):
+    pdt = pytest.importorskip("pandas.testing")
+    frame, ddf, parts = mixed
+    est = mixed_fitted[name]
+    local = est.to_local()
+
+    def per_part(method):
+        return np.concatenate([method(p) for p in parts])
+
+    Z = est.transform(ddf).compute()
+    np.testing.assert_array_equal(Z, per_part(local.transform))
+    np.testing.assert_array_equal(
+        est.score_samples(ddf).compute(), per_part(local.score_samples)
+    )
+    if name == "det":
+        np.testing.assert_array_equal(
+            est.predict(ddf).compute(), per_part(local.predict)
+        )
+    # decoded and sampled rows: DataFrames with the training columns and dtypes
+    decoded = est.inverse_transform(da.from_array(Z, chunks=300))
+    assert isinstance(decoded, dd.DataFrame)
+    decoded = decoded.compute()
+    pdt.assert_frame_equal(decoded, local.inverse_transform(Z))
+    pdt.assert_series_equal(decoded.dtypes, frame.dtypes)
+    assert list(decoded["cat"].cat.categories) == ["lo", "mid", "hi"]
+    sampled = est.sample(250, random_state=1, chunks=100)
+    assert sampled.npartitions == 3
+    sampled = sampled.compute()
+    pdt.assert_frame_equal(
+        sampled.iloc[:100], local.sample(100, random_state=1), check_index_type=False
+    )
+    pdt.assert_series_equal(sampled.dtypes, frame.dtypes)
+    assert list(sampled.index) == list(range(250))
+
+
+def test_imputer_fills_only_missing_cells_as_in_memory(mixed, mixed_fitted):
+    pd = pytest.importorskip("pandas")
+    pdt = pytest.importorskip("pandas.testing")
+    frame, ddf, parts = mixed
+    est = mixed_fitted["imp"]
+    assert not hasattr(est, "inverse_transform")
+    local = est.to_local()
+    out = est.transform(ddf)
+    assert isinstance(out, dd.DataFrame)
+    assert list(out.columns) == list(local.get_feature_names_out())
+    got = out.compute()
+    # the in-memory transform of each partition, bit for bit
+    expected = []
+    for p in parts:
+        part = local.transform(p.reset_index(drop=True))
+        part.index = p.index
+        expected.append(part)
+    pdt.assert_frame_equal(got, pd.concat(expected))
+    # and of all the rows at once (importance draws keyed by the rows)
+    whole = local.transform(frame)
+    pdt.assert_frame_equal(got, whole, check_exact=False, rtol=1e-12)
+    cols = ["x1", "x2", "cat", "obj"]
+    assert not got[cols].isna().any().any()
+    observed = frame[cols].notna()
+    for c in cols:
+        pdt.assert_series_equal(got[c][observed[c]], frame[c][observed[c]])
+    np.testing.assert_array_equal(
+        got["missingindicator_x1"].to_numpy(), frame["x1"].isna().to_numpy()
+    )
+
+
+def test_imputer_on_arrays(client):
+    Xn = _data(1000)
+    rng = np.random.RandomState(0)
+    Xn[rng.rand(*Xn.shape) < 0.1] = np.nan
+    X = da.from_array(Xn, chunks=(CHUNK, -1))
+    est = skd.DaskVAEImputer(max_iter=2, random_state=0).fit(X)
+    local = est.to_local()
+    out = est.transform(X).compute()
+    np.testing.assert_array_equal(out, _per_block(local.transform, Xn))
+    np.testing.assert_allclose(out, local.transform(Xn), rtol=1e-12)
+    observed = ~np.isnan(Xn)
+    np.testing.assert_array_equal(out[observed], Xn[observed])
+    assert not np.isnan(out).any()
+    # multiple imputation: reproducible per call, different between calls
+    est.set_params(sample_posterior=True)
+    est._fitted_state["_n_calls"] = 0
+    first = est.transform(X).compute()
+    second = est.transform(X).compute()
+    np.testing.assert_array_equal(first[observed], Xn[observed])
+    assert not np.array_equal(first, second)
+    est._fitted_state["_n_calls"] = 0
+    np.testing.assert_array_equal(est.transform(X).compute(), first)
+
+
+def test_table_training_quality_close_to_in_memory(client):
+    pd = pytest.importorskip("pandas")
+    frame = _table(4000, seed=1)
+    test = _table(1000, seed=2)
+    # levels as dask holds the object column, for the in-memory fit too
+    ddf = dd.from_pandas(frame, npartitions=8)
+    frame = ddf.compute()
+    test = test.astype(frame.dtypes.to_dict())
+    params = {"latent_dim": 2, "max_iter": 8, "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = skd.DaskVAETransformer(**params).fit(ddf)
+        plain = VAETransformer(**params).fit(frame)
+        untrained = skd.DaskVAETransformer(**{**params, "max_iter": 1}).fit(ddf)
+    held_out = est.to_local().score(test)
+    assert held_out > untrained.to_local().score(test) + 0.3
+    assert held_out == pytest.approx(plain.score(test), abs=0.5)
+    assert isinstance(test, pd.DataFrame)
