@@ -824,8 +824,12 @@ def _doc(local_class, what):
     return dask collections computed block by block. :meth:`to_local`
     returns the fitted in-memory estimator.
 
-    Fitting makes one pass over the data for the scaling statistics, then
-    trains with local Adam: each worker thread runs Adam on its own blocks
+    The data may have categorical columns and missing cells, as for the
+    in-memory estimator: their levels, the missing cells and the scaling
+    statistics come from one pass over all the blocks, and each worker
+    encodes its blocks into the in-memory estimator's training batches
+    (with missingness indicators and the mask of observed cells). Training
+    then runs local Adam: each worker thread runs Adam on its own blocks
     for {ROUND_STEPS} steps from the same parameters and moments, then the
     models and their Adam moments are averaged, and so on (after a short
     warm-up on one worker at a time, and with the step size scaled by the
