@@ -214,7 +214,9 @@ class _DaskEstimator(BaseEstimator):
         Parameters
         ----------
         X : dask.array.Array or dask.dataframe.DataFrame
-            Training rows, in blocks of rows (chunks or partitions).
+            Training rows, in blocks of rows (chunks or partitions), with
+            categorical columns and missing cells as the in-memory
+            estimator takes them.
         y : None
             Ignored.
 
@@ -1035,7 +1037,9 @@ class DaskVAEImputer(_DaskEstimator):
             meta = meta.iloc[:, np.flatnonzero(~empty)]
         indicator = self._fitted_state["indicator_"]
         if indicator is not None:
-            names = indicator.get_feature_names_out(self.feature_names_in_)
+            names = indicator.get_feature_names_out(
+                getattr(self, "feature_names_in_", None)
+            )
             flags = pd.DataFrame(
                 {name: np.empty(0, dtype=bool) for name in names}, index=meta.index
             )
