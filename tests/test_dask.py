@@ -339,11 +339,15 @@ def mixed(client):
 def mixed_fitted(mixed):
     _, ddf, _ = mixed
     fit = {"max_iter": 2, "random_state": 0}
+    # early stopping (held-out blocks) and mask_rate (cells hidden in
+    # training) run on the encoded batches too
     return {
-        "vae": skd.DaskVAETransformer(latent_dim=2, **fit).fit(ddf),
+        "vae": skd.DaskVAETransformer(latent_dim=2, early_stopping=True, **fit).fit(
+            ddf
+        ),
         "ae": skd.DaskAutoencoderTransformer(latent_dim=2, **fit).fit(ddf),
         "det": skd.DaskVAEAnomalyDetector(**fit).fit(ddf),
-        "imp": skd.DaskVAEImputer(add_indicator=True, **fit).fit(ddf),
+        "imp": skd.DaskVAEImputer(add_indicator=True, mask_rate=0.2, **fit).fit(ddf),
     }
 
 
@@ -363,6 +367,11 @@ def test_table_columns_are_fitted_as_in_memory(mixed, mixed_fitted, name):
     local = est.to_local()
     assert local._layout_["n_indicators"] == 2
     assert local._architecture_ == plain._architecture_
+    assert len(est.loss_curve_) == est.n_iter_ == 2
+    assert np.all(np.isfinite(est.loss_curve_))
+    if name == "vae":
+        assert len(est.validation_scores_) == 2
+        assert np.all(np.isfinite(est.validation_scores_))
     if name == "det":
         # robust scaling, from approximate quantiles of all the rows (the
         # in-memory detector's come from the rows it does not hold out)
