@@ -1,7 +1,7 @@
 """The seam between ``skvae.dask`` and skvae's private core.
 
 Every use of a private name of the in-memory estimators (``skvae._base``,
-``skvae._objectives``, ``skvae._optimizers`` and the three estimator modules)
+``skvae._objectives``, ``skvae._optimizers`` and the estimator modules)
 by ``skvae.dask`` is in this module, so that a change of the core has one
 place to be mirrored. The functions here run on the client (set-up, the
 stopping rule, the fitted statistics) or on the workers (validating and
@@ -18,12 +18,13 @@ Private names used (for the lead): ``_check_X``, ``_uses_scaling``,
 ``_layout_`` (its ``is_categorical``, ``n_indicators``), ``_to_batch``,
 ``_log_scale``, ``_record_epoch``, ``_update_no_improvement``, ``_encode``,
 ``_log_likelihood``, ``_score_seed``, ``_optimizer_state``,
-``_no_improvement_count``, the detector's ``_missing_adjusted`` and
-``_per_cell_score``, the imputer's ``_placeholder_to_nan``, ``_empty`` and
-``_n_calls``; ``skvae._columns`` (``column_levels``, ``merge_levels``,
-``with_levels``, ``hide_inputs``, ``has_raw_groups``,
-``_ROBUST_MIN_STD_FRACTION``), ``skvae._objectives.Batch`` and
-``skvae._optimizers.Adam`` (its ``m``, ``v``, ``t`` and state format).
+``_no_improvement_count``, ``_from_internal``, the detector's
+``_missing_adjusted`` and ``_per_cell_score``, the imputer's
+``_placeholder_to_nan``, ``_empty`` and ``_n_calls``; ``skvae._columns``
+(``column_levels``, ``merge_levels``, ``with_levels``, ``hide_inputs``,
+``has_raw_groups``, ``_ROBUST_MIN_STD_FRACTION``),
+``skvae._objectives.Batch`` and ``skvae._optimizers.Adam`` (its ``m``,
+``v``, ``t`` and state format).
 """
 
 import copy
@@ -536,3 +537,24 @@ def set_missing_features(model, n_obs, n_rows):
         model.indicator_ = MissingIndicator(error_on_new=False)
         model.indicator_.fit(np.where(n_obs < n_rows, np.nan, 0.0)[None, :])
     model._n_calls = 0
+
+
+def impute(model, block, call, index):
+    """The imputer's in-memory ``transform`` of a block; with
+    ``sample_posterior``, its draws from a generator of its own for block
+    ``index`` of dask call ``call`` (the in-memory imputer seeds call ``c``
+    with ``(seed, c)``; here the call counter is set from ``(seed, call,
+    index)``)."""
+    if model.sample_posterior:
+        model = copy.copy(model)
+        state = np.random.SeedSequence([model._score_seed, call, index])
+        high, low = state.generate_state(2)
+        model._n_calls = int(high) << 32 | int(low)
+    return model.transform(block)
+
+
+def empty_rows(model):
+    """No rows in the user's columns: an empty DataFrame with the training
+    columns and dtypes (or an empty array)."""
+    dtype = model.params_.dtype
+    return model._from_internal(np.empty((0, model.n_features_in_), dtype=dtype))

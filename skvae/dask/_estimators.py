@@ -489,9 +489,7 @@ class _DaskEstimator(BaseEstimator):
         check_is_fitted(self)
         if self._fitted_state["_layout_"].get("frame") is None:
             return None
-        local = self.to_local()
-        dtype = self._fitted_state["params_"].dtype
-        return local._from_internal(np.empty((0, self.n_features_in_), dtype=dtype))
+        return _core.empty_rows(self.to_local())
 
 
 def _sample(model, n, seed, kwargs):
@@ -926,26 +924,10 @@ def _never(self):
     return False
 
 
-def _impute_seed(model, call, index):
-    """The imputer's call counter for block ``index`` of dask call ``call``
-    (``sample_posterior=True``): one generator per block and call."""
-    state = np.random.SeedSequence([model._score_seed, call, index]).generate_state(2)
-    return int(state[0]) << 32 | int(state[1])
-
-
-def _impute(model, block, call, index):
-    """The in-memory ``transform`` of a block (with its own draws when
-    ``sample_posterior``)."""
-    if model.sample_posterior:
-        model = copy.copy(model)
-        model._n_calls = _impute_seed(model, call, index)
-    return model.transform(block)
-
-
 def _impute_block(block, model, call, empty, block_id=None):
     if block.shape[0] == 0:
         return empty
-    return _impute(model, block, call, block_id[0])
+    return _core.impute(model, block, call, block_id[0])
 
 
 def _impute_partition(part, model, call, partition_info=None):
@@ -954,7 +936,7 @@ def _impute_partition(part, model, call, partition_info=None):
     index = 0 if partition_info is None else partition_info["number"]
     # the in-memory transform fills the cells of a frame indexed 0..n-1 (it
     # aligns the filled columns on that index); the partition keeps its own
-    out = _impute(model, part.reset_index(drop=True), call, index)
+    out = _core.impute(model, part.reset_index(drop=True), call, index)
     out.index = part.index
     return out
 
