@@ -450,6 +450,13 @@ def test_imputer_fills_only_missing_cells_as_in_memory(mixed, mixed_fitted):
     np.testing.assert_array_equal(
         got["missingindicator_x1"].to_numpy(), frame["x1"].isna().to_numpy()
     )
+    # its scores and samples, as the other estimators'
+    np.testing.assert_array_equal(
+        est.score_samples(ddf).compute(),
+        np.concatenate([local.score_samples(p) for p in parts]),
+    )
+    sampled = est.sample(50, random_state=0).compute()
+    pdt.assert_frame_equal(sampled, local.sample(50, random_state=0))
 
 
 def test_imputer_on_arrays(client):
