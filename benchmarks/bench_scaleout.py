@@ -18,6 +18,14 @@ Usage::
     python benchmarks/bench_scaleout.py --scheduler tcp://host:8786  # a cluster
     python benchmarks/bench_scaleout.py --plot docs/_static/scaleout.png
 
+``--mixed`` times one fit on a generated mixed table instead (a dask
+DataFrame made on the workers: 8 numeric columns and 2 category columns from
+the same structure, 10 % of the cells of every column missing), with the
+in-memory estimator on the same rows for the held-out comparison; results
+go to ``benchmarks/results/bench_scaleout_mixed.json``::
+
+    nice -n 10 python benchmarks/bench_scaleout.py --mixed --rows 1e6
+
 Given ``--scheduler`` it uses that cluster as it is (the workers' peak memory
 is then the peak since they started). Results go to
 ``benchmarks/results/bench_scaleout.json``; ``--plot`` draws the figure of the
@@ -39,6 +47,7 @@ import numpy as np
 N_FEATURES = 32
 RANK = 4
 RESULTS = Path(__file__).parent / "results" / "bench_scaleout.json"
+RESULTS_MIXED = RESULTS.with_name("bench_scaleout_mixed.json")
 MODEL = {
     "hidden_layer_sizes": (64,),
     "latent_dim": 4,
@@ -55,6 +64,52 @@ def make_block(block_id, n_rows, seed):
     z = rng.standard_normal((n_rows, RANK))
     x = np.tanh(z @ A) @ B + 0.1 * rng.standard_normal((n_rows, N_FEATURES))
     return x.astype(np.float32)
+
+
+#: Columns of the ``--mixed`` table: numeric ones, then two categorical ones.
+MIXED_NUMERIC = 8
+MIXED_LEVELS = {"kind": ["a", "b", "c"], "band": ["v", "w", "x", "y", "z"]}
+MIXED_MISSING = 0.1
+
+
+def make_mixed_block(block_id, n_rows, seed):
+    """Rows of one block of the mixed table (runs on a worker): a pandas
+    DataFrame with NaN on 10 % of the cells of every column."""
+    import pandas as pd
+
+    x = make_block(block_id, n_rows, seed)
+    rng = np.random.default_rng([seed, block_id, 1])
+    data = {f"x{j}": x[:, j].copy() for j in range(MIXED_NUMERIC)}
+    # the categories follow the structure of the remaining columns
+    rest = x[:, MIXED_NUMERIC:]
+    kind = np.argmax(rest[:, :3], axis=1)
+    band = np.digitize(rest[:, 3], [-1.0, -0.3, 0.3, 1.0])
+    for name, codes in (("kind", kind), ("band", band)):
+        noise = rng.random(n_rows) < 0.05
+        codes = np.where(noise, rng.integers(0, len(MIXED_LEVELS[name]), n_rows), codes)
+        data[name] = pd.Categorical.from_codes(codes, MIXED_LEVELS[name])
+    frame = pd.DataFrame(data)
+    for name in frame.columns:
+        hide = rng.random(n_rows) < MIXED_MISSING
+        frame.loc[hide, name] = np.nan
+    return frame
+
+
+def mixed_meta():
+
+    return make_mixed_block(0, 1, 0).iloc[:0]
+
+
+def mixed_dataset(n_rows, chunk, seed):
+    """A dask DataFrame whose partitions are made where they are computed."""
+    import dask
+    import dask.dataframe as dd
+
+    parts = [
+        dask.delayed(make_mixed_block, pure=True)(i, n, seed)
+        for i, n in enumerate(block_sizes(n_rows, chunk))
+    ]
+    return dd.from_delayed(parts, meta=mixed_meta())
 
 
 def block_sizes(n_rows, chunk):
@@ -147,12 +202,13 @@ def run_config(client, n_rows, args):
 
     times = []
     time_training_phase(times)
-    X = dataset(n_rows, args.chunk, seed=1)
-    X_test = dataset(args.test_rows, args.chunk, seed=2)
+    make = mixed_dataset if args.mixed else dataset
+    X = make(n_rows, args.chunk, seed=1)
+    X_test = make(args.test_rows, args.chunk, seed=2)
     row = {"rows": n_rows, "workers": len(client.nthreads())}
     with PeakMemory() as mem_gen:
         start = time.perf_counter()
-        float(X.sum().compute())
+        float(X.shape[0].compute() if args.mixed else X.sum().compute())
         row["generate_s"] = time.perf_counter() - start
     est = DaskVAETransformer(**MODEL, max_iter=args.epochs, client=client)
     with PeakMemory() as mem_fit:
@@ -184,8 +240,19 @@ def run_plain(args):
     """The in-memory estimator on the same rows and budget (a subprocess)."""
     from skvae import VAETransformer
 
-    X = in_memory(args.plain_rows, args.chunk, seed=1)
-    X_test = in_memory(args.test_rows, args.chunk, seed=2)
+    if args.mixed:
+        import pandas as pd
+
+        def frame(n, seed):
+            sizes = block_sizes(n, args.chunk)
+            blocks = [make_mixed_block(i, k, seed) for i, k in enumerate(sizes)]
+            return pd.concat(blocks, ignore_index=True)
+
+        X = frame(args.plain_rows, seed=1)
+        X_test = frame(args.test_rows, seed=2)
+    else:
+        X = in_memory(args.plain_rows, args.chunk, seed=1)
+        X_test = in_memory(args.test_rows, args.chunk, seed=2)
     est = VAETransformer(**MODEL, max_iter=args.epochs)
     start = time.perf_counter()
     est.fit(X)
@@ -205,6 +272,7 @@ def plain_subprocess(args):
     cmd = [sys.executable, __file__, "--plain", "--plain-rows", str(args.plain_rows)]
     cmd += ["--epochs", str(args.epochs), "--chunk", str(args.chunk)]
     cmd += ["--test-rows", str(args.test_rows)]
+    cmd += ["--mixed"] if args.mixed else []
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -347,7 +415,10 @@ def main():
     parser.add_argument("--chunk", type=int, default=250_000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--test-rows", type=int, default=200_000)
-    parser.add_argument("--plain-rows", type=int, default=4_000_000)
+    parser.add_argument("--plain-rows", type=int, default=None)
+    parser.add_argument(
+        "--mixed", action="store_true", help="a table with categories and NaN"
+    )
     parser.add_argument("--no-plain", action="store_true")
     parser.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--plot", default=None, help="draw the figure to this path")
@@ -355,6 +426,10 @@ def main():
         "--results", nargs="+", default=[str(RESULTS)], help="files for --plot"
     )
     args = parser.parse_args()
+    if args.plain_rows is None:
+        # the in-memory comparison: 4M rows, or the (smallest) N of --mixed
+        args.plain_rows = int(min(args.rows)) if args.mixed else 4_000_000
+    results = RESULTS_MIXED if args.mixed else RESULTS
     if args.plot:
         plot(args.plot, args.results)
         return
@@ -390,8 +465,8 @@ def main():
                     cluster.close()
             print(json.dumps(row), flush=True)
             rows.append(row)
-            RESULTS.parent.mkdir(exist_ok=True)
-            RESULTS.write_text(json.dumps({"dask": rows, "plain": plain}, indent=1))
+            results.parent.mkdir(exist_ok=True)
+            results.write_text(json.dumps({"dask": rows, "plain": plain}, indent=1))
     print_table(rows, plain)
     if math.isfinite(os.getloadavg()[0]):
         print(f"load average at the end: {os.getloadavg()}")

@@ -156,14 +156,79 @@ def _levels_of(column):
         return np.asarray(column.cat.categories.to_numpy(), dtype=object)
     values = np.asarray(column.to_numpy() if hasattr(column, "to_numpy") else column)
     values = values[~_is_missing(values)]
-    unique = list(dict.fromkeys(values.tolist()))
+    return _sorted_levels(values.tolist(), values.dtype)
+
+
+def _sorted_levels(values, dtype):
+    """Distinct ``values`` sorted (by type name and text where they do not
+    sort together), as an array of ``dtype`` when numeric, else of objects."""
+    unique = list(dict.fromkeys(values))
     try:
         unique = sorted(unique)
     except TypeError:
         unique = sorted(unique, key=lambda v: (type(v).__name__, str(v)))
-    if values.dtype.kind in "biuf":
-        return np.asarray(unique, dtype=values.dtype)
+    if dtype.kind in "biuf":
+        return np.asarray(unique, dtype=dtype)
     return np.asarray(unique, dtype=object)
+
+
+def column_levels(X, is_categorical):
+    """The levels of each categorical column of some rows, as
+    :func:`fit_columns` learns them, for :func:`merge_levels`.
+
+    Returns one ``(levels, declared)`` pair per categorical column;
+    ``declared``: a pandas Categorical, whose declared categories are kept in
+    their order rather than sorted.
+    """
+    return [
+        (_levels_of(_column(X, j)), hasattr(_column(X, j), "cat"))
+        for j in np.flatnonzero(is_categorical)
+    ]
+
+
+def merge_levels(a, b):
+    """The :func:`column_levels` of the union of two sets of rows.
+
+    Sorted levels merge into the sorted union (what :func:`fit_columns`
+    learns from all the rows); declared categories that differ are united
+    in order of appearance (``pandas.api.types.union_categoricals``).
+    """
+    out = []
+    for (la, da), (lb, db) in zip(a, b):
+        if da and db and len(la) == len(lb) and np.array_equal(la, lb):
+            out.append((la, True))
+            continue
+        values = la.tolist() + lb.tolist()
+        if la.size and lb.size:
+            dtype = np.result_type(la.dtype, lb.dtype)
+        else:
+            dtype = la.dtype if la.size else lb.dtype
+        if da or db:
+            out.append((np.asarray(list(dict.fromkeys(values)), dtype=dtype), True))
+        else:
+            out.append((_sorted_levels(values, dtype), False))
+    return out
+
+
+def with_levels(layout, levels):
+    """A copy of ``layout`` with the categorical columns' levels replaced
+    (from :func:`merge_levels` over all the training rows)."""
+    categories = [
+        np.asarray(c, dtype=object) if len(c) == 0 else np.asarray(c) for c, _ in levels
+    ]
+    groups = [
+        [name, n, {**opts, "sizes": _sizes(categories)}]
+        if name == "categorical"
+        else [name, n, opts]
+        for name, n, opts in layout["groups"]
+    ]
+    return {**layout, "categories": categories, "groups": groups}
+
+
+def _sizes(categories):
+    """One-hot widths of the categorical columns (1 for a column without
+    levels)."""
+    return [max(1, len(c)) for c in categories]
 
 
 def _codes_of(column, levels, handle_unknown, name):
@@ -318,7 +383,7 @@ def fit_columns(X, is_categorical, likelihood, default_likelihood, names):
         order += cols
         opts = {}
         if lik == "categorical":
-            opts = {"sizes": [max(1, len(c)) for c in categories]}
+            opts = {"sizes": _sizes(categories)}
             # the categorical columns in internal order are in column order
         elif lik in RAW_LIKELIHOODS:
             # per-column settings (bounds) as one list per key

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import skvae.dask as skd  # noqa: E402
 from skvae import (  # noqa: E402
     AutoencoderTransformer,
     VAEAnomalyDetector,
+    VAEImputer,
     VAETransformer,
 )
 
@@ -239,9 +241,13 @@ def test_bad_input(client, data):
     with pytest.raises(TypeError, match="dask array or a dask DataFrame"):
         skd.DaskVAETransformer().fit(Xn)
     bad = Xn.copy()
-    bad[1500, 2] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    bad[1500, 2] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
         skd.DaskVAETransformer(max_iter=1).fit(da.from_array(bad, chunks=(CHUNK, -1)))
+    with pytest.raises(NotImplementedError, match="raw values"):
+        skd.DaskVAETransformer(likelihood="lognormal").fit(
+            da.from_array(Xn, chunks=(CHUNK, -1))
+        )
     with pytest.raises(NotImplementedError, match="adam"):
         skd.DaskVAETransformer(solver="lbfgs").fit(da.from_array(Xn, chunks=CHUNK))
 
@@ -253,6 +259,7 @@ def test_parameters_are_the_in_memory_ones_plus_client():
         (skd.DaskVAETransformer, VAETransformer),
         (skd.DaskAutoencoderTransformer, AutoencoderTransformer),
         (skd.DaskVAEAnomalyDetector, VAEAnomalyDetector),
+        (skd.DaskVAEImputer, VAEImputer),
     ]:
         params = dask_class().get_params()
         assert params.pop("client") is None
@@ -287,3 +294,251 @@ def test_grid_search_on_the_dask_joblib_backend(client, data):
         search.fit(Xn)
     assert search.best_params_["latent_dim"] in (1, 2)
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+# -- tables: categorical columns and missing cells ------------------------------
+
+
+def _table(n=1200, seed=0):
+    """Two numeric columns (one with 10 % NaN), a category column and an
+    object column (with missing cells), driven by one latent factor; the
+    object column's level "d" appears only in the last rows (not in the
+    first partition, which fit validates first)."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.RandomState(seed)
+    z = rng.normal(size=n)
+    obj = np.where(rng.rand(n) < 0.3, "a", np.where(z > 0, "b", "c")).astype(object)
+    obj[-n // 8 :: 7] = "d"
+    frame = pd.DataFrame(
+        {
+            "x1": z + 0.1 * rng.normal(size=n),
+            "x2": np.tanh(z) * 2 + 0.2 * rng.normal(size=n) + 5,
+            "cat": pd.Categorical(
+                np.where(z > 0.5, "hi", np.where(z < -0.5, "lo", "mid")),
+                categories=["lo", "mid", "hi"],
+            ),
+            "obj": obj,
+        }
+    )
+    frame.loc[rng.rand(n) < 0.1, "x1"] = np.nan
+    frame.loc[rng.rand(n) < 0.05, "cat"] = np.nan
+    frame.loc[rng.rand(n) < 0.1, "obj"] = None
+    return frame
+
+
+@pytest.fixture(scope="module")
+def mixed(client):
+    frame = _table()
+    ddf = dd.from_pandas(frame, npartitions=4)
+    parts = [p.compute() for p in ddf.to_delayed()]
+    # the frame as dask holds it (object columns become strings)
+    return ddf.compute(), ddf, parts
+
+
+@pytest.fixture(scope="module")
+def mixed_fitted(mixed):
+    _, ddf, _ = mixed
+    fit = {"max_iter": 2, "random_state": 0}
+    # early stopping (held-out blocks) and mask_rate (cells hidden in
+    # training) run on the encoded batches too
+    return {
+        "vae": skd.DaskVAETransformer(latent_dim=2, early_stopping=True, **fit).fit(
+            ddf
+        ),
+        "ae": skd.DaskAutoencoderTransformer(latent_dim=2, **fit).fit(ddf),
+        "det": skd.DaskVAEAnomalyDetector(**fit).fit(ddf),
+        "imp": skd.DaskVAEImputer(add_indicator=True, mask_rate=0.2, **fit).fit(ddf),
+    }
+
+
+@pytest.mark.parametrize("name", ["vae", "ae", "det", "imp"])
+def test_table_columns_are_fitted_as_in_memory(mixed, mixed_fitted, name):
+    frame, _, _ = mixed
+    est = mixed_fitted[name]
+    plain = est._local_class(**{**est.to_local().get_params(), "max_iter": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain.fit(frame)
+    assert list(est.feature_names_in_) == ["x1", "x2", "cat", "obj"]
+    np.testing.assert_array_equal(est.is_categorical_, [False, False, True, True])
+    for got, expected in zip(est.categories_, plain.categories_):
+        np.testing.assert_array_equal(got, expected)
+    assert list(est.categories_[1]) == ["a", "b", "c", "d"]  # "d": a late level
+    local = est.to_local()
+    assert local._layout_["n_indicators"] == 2
+    assert local._architecture_ == plain._architecture_
+    assert len(est.loss_curve_) == est.n_iter_ == 2
+    assert np.all(np.isfinite(est.loss_curve_))
+    if name == "vae":
+        assert len(est.validation_scores_) == 2
+        assert np.all(np.isfinite(est.validation_scores_))
+    if name == "det":
+        # robust scaling, from approximate quantiles of all the rows (the
+        # in-memory detector's come from the rows it does not hold out)
+        X = frame[["x1", "x2"]].to_numpy()
+        q1, med, q3 = np.nanpercentile(X, [25, 50, 75], axis=0)
+        scale = np.maximum((q3 - q1) / 1.349, 0.35 * np.nanstd(X, axis=0))
+        assert np.all(np.abs(est.input_mean_[:2] - med) < 0.01 * scale)
+        np.testing.assert_allclose(est.input_scale_[:2], scale, rtol=0.02)
+    else:
+        np.testing.assert_allclose(est.input_mean_, plain.input_mean_, rtol=1e-12)
+        np.testing.assert_allclose(est.input_scale_, plain.input_scale_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["vae", "ae", "det"])
+def test_table_methods_match_in_memory(mixed, mixed_fitted, name):
+    pdt = pytest.importorskip("pandas.testing")
+    frame, ddf, parts = mixed
+    est = mixed_fitted[name]
+    local = est.to_local()
+
+    def per_part(method):
+        return np.concatenate([method(p) for p in parts])
+
+    Z = est.transform(ddf).compute()
+    np.testing.assert_array_equal(Z, per_part(local.transform))
+    np.testing.assert_array_equal(
+        est.score_samples(ddf).compute(), per_part(local.score_samples)
+    )
+    if name == "det":
+        np.testing.assert_array_equal(
+            est.predict(ddf).compute(), per_part(local.predict)
+        )
+    # decoded and sampled rows: DataFrames with the training columns and dtypes
+    decoded = est.inverse_transform(da.from_array(Z, chunks=300))
+    assert isinstance(decoded, dd.DataFrame)
+    decoded = decoded.compute()
+    pdt.assert_frame_equal(decoded, local.inverse_transform(Z))
+    pdt.assert_series_equal(decoded.dtypes, frame.dtypes)
+    assert list(decoded["cat"].cat.categories) == ["lo", "mid", "hi"]
+    sampled = est.sample(250, random_state=1, chunks=100)
+    assert sampled.npartitions == 3
+    sampled = sampled.compute()
+    pdt.assert_frame_equal(
+        sampled.iloc[:100], local.sample(100, random_state=1), check_index_type=False
+    )
+    pdt.assert_series_equal(sampled.dtypes, frame.dtypes)
+    assert list(sampled.index) == list(range(250))
+
+
+def test_imputer_fills_only_missing_cells_as_in_memory(mixed, mixed_fitted):
+    pd = pytest.importorskip("pandas")
+    pdt = pytest.importorskip("pandas.testing")
+    frame, ddf, parts = mixed
+    est = mixed_fitted["imp"]
+    assert not hasattr(est, "inverse_transform")
+    local = est.to_local()
+    out = est.transform(ddf)
+    assert isinstance(out, dd.DataFrame)
+    assert list(out.columns) == list(local.get_feature_names_out())
+    got = out.compute()
+    # the in-memory transform of each partition, bit for bit
+    expected = []
+    for p in parts:
+        part = local.transform(p.reset_index(drop=True))
+        part.index = p.index
+        expected.append(part)
+    pdt.assert_frame_equal(got, pd.concat(expected))
+    # and of all the rows at once (importance draws keyed by the rows)
+    whole = local.transform(frame)
+    pdt.assert_frame_equal(got, whole, check_exact=False, rtol=1e-12)
+    cols = ["x1", "x2", "cat", "obj"]
+    assert not got[cols].isna().any().any()
+    observed = frame[cols].notna()
+    for c in cols:
+        pdt.assert_series_equal(got[c][observed[c]], frame[c][observed[c]])
+    np.testing.assert_array_equal(
+        got["missingindicator_x1"].to_numpy(), frame["x1"].isna().to_numpy()
+    )
+    # its scores and samples, as the other estimators'
+    np.testing.assert_array_equal(
+        est.score_samples(ddf).compute(),
+        np.concatenate([local.score_samples(p) for p in parts]),
+    )
+    sampled = est.sample(50, random_state=0).compute()
+    pdt.assert_frame_equal(sampled, local.sample(50, random_state=0))
+
+
+def test_imputer_on_arrays(client):
+    Xn = _data(1000)
+    rng = np.random.RandomState(0)
+    Xn[rng.rand(*Xn.shape) < 0.1] = np.nan
+    Xn[:, 5] = np.nan  # an empty feature: dropped, as in memory
+    X = da.from_array(Xn, chunks=(CHUNK, -1))
+    est = skd.DaskVAEImputer(max_iter=2, random_state=0).fit(X)
+    local = est.to_local()
+    out = est.transform(X).compute()
+    np.testing.assert_array_equal(out, _per_block(local.transform, Xn))
+    np.testing.assert_allclose(out, local.transform(Xn), rtol=1e-12)
+    assert out.shape == (1000, 5)
+    observed = ~np.isnan(Xn[:, :5])
+    np.testing.assert_array_equal(out[observed], Xn[:, :5][observed])
+    assert not np.isnan(out).any()
+    # multiple imputation: reproducible per call, different between calls
+    est.set_params(sample_posterior=True)
+    est._fitted_state["_n_calls"] = 0
+    first = est.transform(X).compute()
+    second = est.transform(X).compute()
+    np.testing.assert_array_equal(first[observed], Xn[:, :5][observed])
+    assert not np.array_equal(first, second)
+    est._fitted_state["_n_calls"] = 0
+    np.testing.assert_array_equal(est.transform(X).compute(), first)
+
+
+def test_table_training_quality_close_to_in_memory(client):
+    frame = _table(3000, seed=1)
+    test = _table(1000, seed=2)
+    # levels as dask holds the object column, for the in-memory fit too
+    ddf = dd.from_pandas(frame, npartitions=3)
+    frame = ddf.compute()
+    test = test.astype(frame.dtypes.to_dict())
+    params = {"latent_dim": 2, "max_iter": 6, "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = skd.DaskVAETransformer(**params).fit(ddf)
+        plain = VAETransformer(**params).fit(frame)
+    held_out = est.to_local().score(test)
+    assert est.loss_curve_[-1] < est.loss_curve_[0] - 0.3
+    assert held_out == pytest.approx(plain.score(test), abs=0.5)
+    # imputation of held-out cells: close to the in-memory imputer's
+    truth = test["x2"].to_numpy()
+    hide = np.random.RandomState(3).rand(len(test)) < 0.3
+    holes = test.copy()
+    holes.loc[hide, "x2"] = np.nan
+    params = {"max_iter": 5, "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dask_imp = skd.DaskVAEImputer(**params).fit(ddf).to_local()
+        plain_imp = VAEImputer(**params).fit(frame)
+
+    def error(imputer):
+        filled = imputer.transform(holes)["x2"].to_numpy()
+        return np.sqrt(np.mean((filled[hide] - truth[hide]) ** 2))
+
+    mean_fill = np.sqrt(np.mean((frame["x2"].mean() - truth[hide]) ** 2))
+    assert error(dask_imp) < 0.4 * mean_fill
+    assert error(dask_imp) < 1.2 * error(plain_imp)
+
+
+def test_levels_merged_over_blocks_are_those_of_all_rows():
+    pd = pytest.importorskip("pandas")
+    from skvae import _columns
+
+    rng = np.random.RandomState(0)
+    words = np.array(["b", "a", "d", None, "c", "e"], dtype=object)
+    frame = pd.DataFrame(
+        {
+            "s": words[rng.randint(0, 6, 300)],
+            "i": rng.randint(0, 9, 300),
+            "c": pd.Categorical(rng.choice(["z", "y"], 300), ["z", "y", "x"]),
+        }
+    )
+    is_cat = np.array([True, True, True])
+    expected = _columns.column_levels(frame, is_cat)
+    parts = [frame.iloc[a:b] for a, b in [(0, 7), (7, 100), (100, 300)]]
+    merged = _columns.column_levels(parts[0], is_cat)
+    for part in parts[1:]:
+        merged = _columns.merge_levels(merged, _columns.column_levels(part, is_cat))
+    for (got, got_declared), (want, want_declared) in zip(merged, expected):
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == want.dtype and got_declared == want_declared

@@ -4,19 +4,15 @@ Install with ``pip install "skvae[dask]"``. ``import skvae`` never imports
 this module, nor dask.
 
 - :class:`DaskAutoencoderTransformer`, :class:`DaskVAETransformer`,
-  :class:`DaskVAEAnomalyDetector`: the parameters of the in-memory
-  estimators plus ``client``; ``fit`` takes a dask array or DataFrame, the
-  other methods return dask collections, and ``to_local()`` returns the
-  fitted in-memory estimator.
+  :class:`DaskVAEAnomalyDetector`, :class:`DaskVAEImputer`: the parameters
+  of the in-memory estimators plus ``client``; ``fit`` takes a dask array
+  or DataFrame (categorical columns and missing cells included), the other
+  methods return dask collections, and ``to_local()`` returns the fitted
+  in-memory estimator.
 - :data:`WORKER_CONFIG`: the dask configuration skvae needs on its workers
   (no ``MALLOC_TRIM_THRESHOLD_``, single-threaded BLAS). Importing this
   module applies it to clusters started afterwards in the same process.
 """
-
-# Not yet: DaskVAEImputer, and training on blocks with categorical columns or
-# missing values (inference already takes them, through the in-memory
-# estimator's methods). Training needs mergeable per-block level summaries
-# and the masked batches of skvae._columns on the workers.
 
 try:
     import dask  # noqa: F401
@@ -30,6 +26,7 @@ from ._cluster import WORKER_CONFIG, apply_worker_config
 from ._estimators import (
     DaskAutoencoderTransformer,
     DaskVAEAnomalyDetector,
+    DaskVAEImputer,
     DaskVAETransformer,
 )
 
@@ -39,5 +36,6 @@ __all__ = [
     "WORKER_CONFIG",
     "DaskAutoencoderTransformer",
     "DaskVAEAnomalyDetector",
+    "DaskVAEImputer",
     "DaskVAETransformer",
 ]

@@ -1,7 +1,7 @@
 """The seam between ``skvae.dask`` and skvae's private core.
 
 Every use of a private name of the in-memory estimators (``skvae._base``,
-``skvae._objectives``, ``skvae._optimizers`` and the three estimator modules)
+``skvae._objectives``, ``skvae._optimizers`` and the estimator modules)
 by ``skvae.dask`` is in this module, so that a change of the core has one
 place to be mirrored. The functions here run on the client (set-up, the
 stopping rule, the fitted statistics) or on the workers (validating and
@@ -14,58 +14,142 @@ Private names used (for the lead): ``_check_X``, ``_uses_scaling``,
 ``_likelihood``, ``_new_architecture``, ``_architecture``,
 ``_architecture_``, ``Architecture.init_params``, ``_objective``,
 ``_training_options``, ``_noise_shape``, ``_batch_size``, ``_epochs``,
-``_warn_at_max_iter``, ``_scaled_columns``, ``_fast_path``,
-``_default_likelihood``, ``_layout_``, ``_scale``, ``_record_epoch``,
-``_update_no_improvement``, ``_encode``, ``_log_likelihood``,
-``_score_seed``, ``_optimizer_state``, ``_no_improvement_count``,
-``skvae._columns._ROBUST_MIN_STD_FRACTION``, ``skvae._optimizers.Adam`` (its
-``m``, ``v``, ``t`` and state format).
+``_warn_at_max_iter``, ``_scaled_columns``, ``_default_likelihood``,
+``_layout_`` (its ``is_categorical``, ``n_indicators``), ``_to_batch``,
+``_log_scale``, ``_record_epoch``, ``_update_no_improvement``, ``_encode``,
+``_log_likelihood``, ``_score_seed``, ``_optimizer_state``,
+``_no_improvement_count``, ``_from_internal``, the detector's
+``_missing_adjusted`` and ``_per_cell_score``, the imputer's
+``_placeholder_to_nan``, ``_empty`` and ``_n_calls``; ``skvae._columns``
+(``column_levels``, ``merge_levels``, ``with_levels``, ``hide_inputs``,
+``has_raw_groups``, ``_ROBUST_MIN_STD_FRACTION``),
+``skvae._objectives.Batch`` and ``skvae._optimizers.Adam`` (its ``m``,
+``v``, ``t`` and state format).
 """
 
+import copy
 import threading
 
 import numpy as np
+from sklearn.impute import MissingIndicator
 from sklearn.utils import check_random_state
 
+from .. import _columns
 from .._base import TrainingDivergedError
 from .._columns import _ROBUST_MIN_STD_FRACTION
+from .._objectives import Batch
 from .._optimizers import Adam
-from ._stats import finish_moments, quantiles_from_summary
+from ._stats import (
+    block_moments,
+    block_quantiles,
+    finish_moments,
+    merge_moments,
+    merge_quantiles,
+    quantiles_from_summary,
+)
 
 # -- set-up on the client ------------------------------------------------------
 
 
 def check_head(model, head):
-    """Validate the first rows, setting ``n_features_in_`` (and names).
+    """Validate the first rows, setting ``n_features_in_`` (and names), the
+    columns' types and likelihoods (their levels come from all the blocks:
+    :func:`block_summary`, :func:`set_columns`).
 
     Returns the working dtype (float32 or float64).
-
-    Training on dask collections takes numeric columns without missing
-    values (categorical columns and NaN are validated, then refused here).
     """
-    C = model._check_X(head, reset=True)
-    # no missingness indicators: the rows are fully observed (checked blockwise)
-    model._layout_["n_indicators"] = 0
-    if not model._fast_path():
+    C = model._check_X(as_missing(model, head), reset=True)
+    if _columns.has_raw_groups(model._layout_):
         raise NotImplementedError(
-            "skvae.dask trains on numeric columns with one likelihood and "
-            "no missing values; fit the in-memory estimator on a sample for "
-            "categorical columns or missing values."
+            "skvae.dask trains the Gaussian, Bernoulli and categorical "
+            "likelihoods; the likelihoods on raw values (poisson, lognormal, "
+            "logit_normal, zero_lognormal) need statistics that are not yet "
+            "merged across blocks. Fit the in-memory estimator on a sample."
         )
     return C.dtype
 
 
+def as_missing(model, block):
+    """The imputer's ``missing_values`` placeholder turned into NaN."""
+    placeholder = getattr(model, "_placeholder_to_nan", None)
+    return block if placeholder is None else placeholder(block)
+
+
 def validated(model, block):
-    """A block through the in-memory estimator's own input checks."""
-    X = model._check_X(block, reset=False)
+    """A block through the in-memory estimator's own input checks: codes
+    (NaN on missing cells, level indices in categorical columns)."""
+    X = model._check_X(as_missing(model, block), reset=False)
     if hasattr(X, "toarray"):
         X = X.toarray()
-    if np.isnan(X).any():
-        raise ValueError(
-            "Input contains NaN: skvae.dask trains on rows without missing "
-            "values (fit the in-memory estimator for tables with missing cells)."
-        )
     return X
+
+
+def block_summary(model, block, robust):
+    """What one pass learns from a block: the levels of its categorical
+    columns, the moments (and quantile summaries) of every column over its
+    observed cells, and its rows.
+
+    The block is validated as in memory; its categorical columns are coded
+    with its own levels here (all the blocks' levels are known only after
+    the pass), which matters to no statistic: categorical columns are not
+    scaled.
+    """
+    block = as_missing(model, block)
+    is_cat = model._layout_["is_categorical"]
+    levels = None
+    local = model
+    if is_cat.any():
+        levels = _columns.column_levels(block, is_cat)
+        local = copy.copy(model)
+        local._layout_ = _columns.with_levels(model._layout_, levels)
+    if block.shape[0] == 0:
+        C = np.empty((0, model.n_features_in_))
+    else:
+        C = validated(local, block)
+    return {
+        "moments": block_moments(C),
+        "quantiles": block_quantiles(C) if robust else None,
+        "levels": levels,
+        "n": C.shape[0],
+    }
+
+
+def merge_summaries(a, b):
+    """Union of two :func:`block_summary` results."""
+    return {
+        "moments": merge_moments(a["moments"], b["moments"]),
+        "quantiles": None
+        if a["quantiles"] is None
+        else merge_quantiles(a["quantiles"], b["quantiles"]),
+        "levels": None
+        if a["levels"] is None
+        else _columns.merge_levels(a["levels"], b["levels"]),
+        "n": a["n"] + b["n"],
+    }
+
+
+def set_columns(model, summary, dtype):
+    """The fitted columns from the merged summaries of all the blocks.
+
+    Levels (``categories_``), missingness indicators (when any training
+    cell is missing, or ``mask_rate`` hides cells, as the in-memory
+    ``_fit``), the scaling statistics, and the share of observed cells of
+    each column (for the loss curves' units).
+    """
+    layout = model._layout_
+    if summary["levels"] is not None:
+        layout = _columns.with_levels(layout, summary["levels"])
+        model._layout_ = layout
+        model.categories_ = [c.copy() for c in layout["categories"]]
+    n_obs = summary["moments"][0]
+    n_rows = summary["n"]
+    has_missing = bool(np.any(n_obs < n_rows))
+    has_missing = has_missing or model._training_options()["mask_rate"] > 0
+    n_cat = int(np.sum(layout["is_categorical"]))
+    layout["n_indicators"] = (model.n_features_in_ - n_cat) if has_missing else 0
+    set_scaling(model, summary["moments"], summary["quantiles"], dtype)
+    model._observed_share = n_obs / max(n_rows, 1)
+    return n_obs
 
 
 def uses_scaling(model):
@@ -84,7 +168,7 @@ def set_scaling(model, moments, quantile_summary, dtype):
     interquartile range kept above a share of the standard deviation; nearly
     constant features are left unscaled.
     """
-    n, mean, scale = finish_moments(moments)
+    _, mean, scale = finish_moments(moments)
     n_features = mean.shape[0]
     if uses_scaling(model):
         if model.standardize == "robust":
@@ -92,7 +176,7 @@ def set_scaling(model, moments, quantile_summary, dtype):
             iqr = (q3 - q1) / 1.349
             mean = med
             scale = np.maximum(iqr, _ROBUST_MIN_STD_FRACTION * scale)
-        tiny = scale < 10 * np.finfo(dtype).eps * np.maximum(np.abs(mean), 1.0)
+        tiny = ~(scale >= 10 * np.finfo(dtype).eps * np.maximum(np.abs(mean), 1.0))
         scale = scale.copy()
         scale[tiny] = 1.0
     else:
@@ -124,15 +208,21 @@ def start_training(model, n_rows, n_features, dtype):
     model._no_improvement_count = 0
     model._optimizer_state = None
     model._score_seed = int(rng.randint(np.iinfo(np.int32).max))
-    model._curve_shift = _log_scale_sum(model)
+    model._curve_shift = _mean_log_scale(model)
     return np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
 
 
-def _log_scale_sum(model):
-    """log |det| of the scaling: loss curves and scores in input units."""
+def _mean_log_scale(model):
+    """Mean over the rows of log |det| of the scaling on their observed
+    cells: loss curves in input units (the in-memory ``_mean_log_scale``,
+    over all the rows rather than the training ones)."""
     if model._default_likelihood() == "squared_error":
         return 0.0
-    return float(np.sum(np.log(model.input_scale_)))
+    share = getattr(model, "_observed_share", None)
+    log_scale = np.log(model.input_scale_)
+    if share is None or np.all(share == 1):
+        return float(np.sum(log_scale))
+    return float(share @ log_scale)
 
 
 def batch_size(model, n_rows):
@@ -172,22 +262,59 @@ def _objective(model, token):
 
 
 def prepare_block(model, block, seed):
-    """Validate, standardise and shuffle the rows of a block."""
+    """Validate, encode and shuffle the rows of a block.
+
+    Returns what the in-memory training loop trains on: standardised rows
+    (numeric columns, one likelihood, no missing cell in the training
+    data), else a :class:`skvae._objectives.Batch` (encoder inputs with
+    one-hot levels and missingness indicators, targets, mask).
+    """
     X = validated(model, block)
-    Xs = model._scale(X)
-    if Xs is X:
-        Xs = np.array(X, copy=True)
+    data = model._to_batch(X)
+    if data is X or data is block:
+        data = np.array(X, copy=True)
     if seed is not None:
-        perm = np.random.default_rng(seed).permutation(Xs.shape[0])
-        Xs = np.take(Xs, perm, axis=0)
-    return np.ascontiguousarray(Xs)
+        perm = np.random.default_rng(seed).permutation(_n_rows(data))
+        data = _take(data, perm)
+    if isinstance(data, Batch):
+        return data
+    return np.ascontiguousarray(data)
+
+
+def _n_rows(data):
+    return data.targets.shape[0] if isinstance(data, Batch) else data.shape[0]
+
+
+def _dtype(data):
+    return data.targets.dtype if isinstance(data, Batch) else data.dtype
+
+
+def _take(data, rows):
+    """Rows ``rows`` (indices or a slice) of an array or a Batch."""
+    if not isinstance(data, Batch):
+        return data[rows]
+    if data.targets is data.inputs:
+        part = data.inputs[rows]
+        return Batch(part, part, None if data.mask is None else data.mask[rows])
+    return data.rows(rows)
+
+
+def _hidden(model, xb, gen, mask_rate, n_features):
+    """``xb`` with a share ``mask_rate`` of its cells hidden from the encoder
+    (the in-memory ``mask_rate``; the likelihood still scores them)."""
+    n = xb.targets.shape[0]
+    hide = gen.random((n, n_features)) < mask_rate
+    inputs = np.array(xb.inputs, copy=True)
+    _columns.hide_inputs(inputs, hide, model._layout_)
+    return Batch(inputs, xb.targets, xb.mask)
 
 
 def train_piece(model, token, state, Xs, start, stop, seed, epoch, lr_scale=1.0):
     """Adam over the rows ``Xs[start:stop]``, from ``state``.
 
-    Returns the new parameters and (unscaled) moments, the step count and
-    the sums over rows of the loss and its two parts.
+    ``Xs`` is a prepared block (:func:`prepare_block`). Returns the new
+    parameters and (unscaled) moments, the step count and the sums over
+    rows of the loss and its two parts.
     """
     objective = _objective(model, token)
     opts = model._training_options()
@@ -202,16 +329,21 @@ def train_piece(model, token, state, Xs, start, stop, seed, epoch, lr_scale=1.0)
         state={"moments": state["moments"].copy(), "t": state["t"], "t0": state["t"]},
     )
     is_vae = objective.arch.is_vae
-    dtype = Xs.dtype
+    n_features = objective.arch.n_features
+    mask_rate = opts["mask_rate"] if isinstance(Xs, Batch) else 0.0
+    dtype = _dtype(Xs)
     gen = np.random.default_rng(seed)
-    size = batch_size(model, Xs.shape[0])
+    size = batch_size(model, _n_rows(Xs))
     total = recon = kl = 0.0
     with np.errstate(over="ignore", invalid="ignore"):
         for begin in range(start, stop, size):
-            xb = Xs[begin : min(begin + size, stop)]
+            xb = _take(Xs, slice(begin, min(begin + size, stop)))
+            n = _n_rows(xb)
             eb = None
             if is_vae:
-                eb = gen.standard_normal(model._noise_shape(xb.shape[0]), dtype=dtype)
+                eb = gen.standard_normal(model._noise_shape(n), dtype=dtype)
+            if mask_rate:
+                xb = _hidden(model, xb, gen, mask_rate, n_features)
             loss, grads = objective.loss_and_grads(theta, xb, eb)
             if not np.isfinite(loss):
                 raise TrainingDivergedError(
@@ -221,7 +353,6 @@ def train_piece(model, token, state, Xs, start, stop, seed, epoch, lr_scale=1.0)
                     "data for extreme values."
                 )
             optimizer.update(theta, grads)
-            n = xb.shape[0]
             total += loss * n
             recon += objective.parts[0] * n
             kl += objective.parts[1] * n
@@ -234,19 +365,24 @@ def train_piece(model, token, state, Xs, start, stop, seed, epoch, lr_scale=1.0)
 
 
 def validation_sums(model, token, state, Xs, seed):
-    """Sum over the rows of a held-out block of the ELBO's two parts.
+    """Sums over the rows of a held-out block of the ELBO's two parts and of
+    the scaling's log-determinant on their observed cells.
 
     The noise is fixed per block (``seed``), one draw per row, as the
     in-memory estimator's validation noise.
     """
     objective = _objective(model, token)
     k = model._architecture_["latent_dim"]
-    eps = np.random.default_rng(seed).standard_normal((Xs.shape[0], k), dtype=Xs.dtype)
+    n = _n_rows(Xs)
+    eps = np.random.default_rng(seed).standard_normal((n, k), dtype=_dtype(Xs))
     with np.errstate(over="ignore", invalid="ignore"):
         objective(state["params"], Xs, eps, need_grad=False)
-    n = Xs.shape[0]
+    log_scale = 0.0
+    if model._default_likelihood() != "squared_error":
+        log_scale = float(np.sum(model._log_scale(Xs) * np.ones(n)))
     return np.array(
-        [objective.parts[0] * n, objective.parts[1] * n, n], dtype=np.float64
+        [objective.parts[0] * n, objective.parts[1] * n, n, log_scale],
+        dtype=np.float64,
     )
 
 
@@ -267,9 +403,8 @@ def record_epoch(model, sums):
 
 def validation_score(model, sums):
     """Held-out score per row in the units of ``score_samples``, recorded."""
-    recon, kl, n = sums
-    score = -(recon + kl) / n
-    score -= _log_scale_sum(model)
+    recon, kl, n, log_scale = sums
+    score = -(recon + kl + log_scale) / n
     model.validation_scores_.append(score)
     return score
 
@@ -337,21 +472,89 @@ def set_latent_statistics(model, moments):
         model.active_units_ = np.flatnonzero(model.latent_mean_variance_ > 0.01)
 
 
+def block_raw_scores(model, block):
+    """``log p(x_obs)`` of the rows of a block, and their observed cells."""
+    if block.shape[0] == 0:
+        dtype = model.params_.dtype
+        return np.empty(0, dtype=dtype), np.empty(0, dtype=np.intp)
+    C = validated(model, block)
+    raw = model._log_likelihood(C, model.n_importance_samples)
+    return raw, np.sum(~np.isnan(C), axis=1)
+
+
+def per_cell_sums(raw_scores):
+    """Sum over rows of ``log p(x_obs)`` per observed cell, and the rows."""
+    raw, n_obs = raw_scores
+    return np.array([np.sum(raw / np.maximum(n_obs, 1)), raw.shape[0]])
+
+
+def set_per_cell_score(model, sums):
+    """The training rows' mean log-likelihood per observed cell (what the
+    detector scores a row without observed cells with)."""
+    total, n = sums
+    model._per_cell_score = float(total / max(n, 1))
+
+
+def block_scores(model, raw_scores):
+    """The detector's scores from :func:`block_raw_scores` (its
+    ``_missing_adjusted`` rule for rows with missing cells)."""
+    raw, n_obs = raw_scores
+    d = model.n_features_in_
+    if raw.shape[0] == 0 or np.all(n_obs == d):
+        return raw
+    # the rule reads only each row's count of missing cells
+    holes = np.where(np.arange(d) < n_obs[:, None], 0.0, np.nan)
+    return model._missing_adjusted(raw, holes)
+
+
 def offset_percentiles(model):
-    """Percentiles of the training scores that ``offset_`` is made of (and
-    their median, last)."""
+    """Percentiles of the training scores that ``offset_`` is made of."""
     if model.contamination == "auto":
-        return [25.0, 75.0, 50.0]
-    return [100.0 * model.contamination, 50.0]
+        return [25.0, 75.0]
+    return [100.0 * model.contamination]
 
 
 def set_offset(model, values):
     """``offset_`` from the percentiles of :func:`offset_percentiles`."""
     if model.contamination == "auto":
-        q1, q3, _ = values
+        q1, q3 = values
         model.offset_ = float(q1 - 1.5 * (q3 - q1))
     else:
         model.offset_ = float(values[0])
-    # the typical score per cell, for rows with missing cells at predict time
-    # (the in-memory detector uses the mean; the median is what is at hand)
-    model._per_cell_score = float(values[-1]) / model.n_features_in_
+
+
+def set_missing_features(model, n_obs, n_rows):
+    """The imputer's empty features and missing indicator, from the count
+    of observed cells of each column over all the training rows.
+
+    ``MissingIndicator`` is fitted on one row that is missing exactly in
+    the columns with a missing training cell: it keeps those columns, as
+    when fitted on all the rows.
+    """
+    model._empty = np.asarray(n_obs == 0)
+    model.indicator_ = None
+    if model.add_indicator:
+        model.indicator_ = MissingIndicator(error_on_new=False)
+        model.indicator_.fit(np.where(n_obs < n_rows, np.nan, 0.0)[None, :])
+    model._n_calls = 0
+
+
+def impute(model, block, call, index):
+    """The imputer's in-memory ``transform`` of a block; with
+    ``sample_posterior``, its draws from a generator of its own for block
+    ``index`` of dask call ``call`` (the in-memory imputer seeds call ``c``
+    with ``(seed, c)``; here the call counter is set from ``(seed, call,
+    index)``)."""
+    if model.sample_posterior:
+        model = copy.copy(model)
+        state = np.random.SeedSequence([model._score_seed, call, index])
+        high, low = state.generate_state(2)
+        model._n_calls = int(high) << 32 | int(low)
+    return model.transform(block)
+
+
+def empty_rows(model):
+    """No rows in the user's columns: an empty DataFrame with the training
+    columns and dtypes (or an empty array)."""
+    dtype = model.params_.dtype
+    return model._from_internal(np.empty((0, model.n_features_in_), dtype=dtype))

@@ -1,5 +1,6 @@
 """The dask estimators: fitting across a cluster, inference block by block."""
 
+import copy
 import inspect
 import math
 import time
@@ -13,21 +14,18 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._available_if import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from .. import AutoencoderTransformer, VAEAnomalyDetector, VAETransformer
+from .. import AutoencoderTransformer, VAEAnomalyDetector, VAEImputer, VAETransformer
 from . import _core
 from ._cluster import prepare_workers
 from ._stats import (
     block_in_brackets,
-    block_moments,
-    block_quantiles,
     block_sorted_sample,
     brackets,
     lerp,
     merge_in_brackets,
-    merge_moments,
-    merge_quantiles,
     merge_sorted_samples,
     order_statistics,
     percentile_ranks,
@@ -216,7 +214,9 @@ class _DaskEstimator(BaseEstimator):
         Parameters
         ----------
         X : dask.array.Array or dask.dataframe.DataFrame
-            Training rows, in blocks of rows (chunks or partitions).
+            Training rows, in blocks of rows (chunks or partitions), with
+            categorical columns and missing cells as the in-memory
+            estimator takes them.
         y : None
             Ignored.
 
@@ -235,15 +235,19 @@ class _DaskEstimator(BaseEstimator):
             )
         blocks, _ = _blocks(X)
         dtype = _core.check_head(model, _head(X))
-        rows = _fit_scaling(client, model, blocks, dtype)
+        rows, n_obs = _fit_columns(client, model, blocks, dtype)
         n_rows = int(sum(rows))
         if n_rows < 2:
             raise ValueError(f"Found {n_rows} row(s); fit needs at least 2.")
         gen = _core.start_training(model, n_rows, model.n_features_in_, dtype)
         _train(client, model, blocks, rows, gen)
         _after_fit(client, model, blocks)
+        self._after_columns(model, n_obs, n_rows)
         self._set_fitted(model)
         return self
+
+    def _after_columns(self, model, n_obs, n_rows):
+        """Hook: fitted attributes from the columns' observed cells."""
 
     # -- inference ---------------------------------------------------------------
 
@@ -339,9 +343,31 @@ class _DaskEstimator(BaseEstimator):
 
         Returns
         -------
-        X_original : dask.array.Array of shape (n_samples, n_features)
+        X_original : dask.array.Array or dask.dataframe.DataFrame
+            Of shape (n_samples, n_features): a dask DataFrame with the
+            training columns, dtypes and category levels when the model was
+            fitted on a dask DataFrame (each partition indexed by the
+            positions of its rows when the chunk sizes of ``X`` are known).
         """
-        return self._map("inverse_transform", X, self.n_features_in_)
+        meta = self._frame_meta()
+        if meta is None:
+            return self._map("inverse_transform", X, self.n_features_in_)
+        if not isinstance(X, da.Array):
+            _blocks(X)  # raises the error for other inputs
+            raise TypeError("inverse_transform takes a dask array of codes.")
+        X = _one_column_chunk(X)
+        model = self._model_delayed()
+        blocks = list(X.to_delayed()[:, 0])
+        return _frame_from_parts(
+            [
+                lambda start, b=b: dask.delayed(_frame_call)(
+                    model, "inverse_transform", start, b
+                )
+                for b in blocks
+            ],
+            list(X.chunks[0]),
+            meta,
+        )
 
     def score_samples(self, X):
         """Per-row scores, block by block (see the in-memory estimator).
@@ -415,6 +441,18 @@ class _DaskEstimator(BaseEstimator):
         model = self._model_delayed()
         d = self.n_features_in_
         dtype = self._fitted_state["params_"].dtype
+        meta = self._frame_meta()
+        if meta is not None:
+            return _frame_from_parts(
+                [
+                    lambda start, n=n, seed=seed: dask.delayed(_frame_call)(
+                        model, "sample", start, n, random_state=seed, **kwargs
+                    )
+                    for n, seed in zip(sizes, seeds)
+                ],
+                sizes,
+                meta,
+            )
         parts = [
             da.from_delayed(
                 dask.delayed(_sample)(model, n, seed, kwargs),
@@ -444,17 +482,49 @@ class _DaskEstimator(BaseEstimator):
         check_is_fitted(self)
         return self._fitted_state["_architecture_"]["latent_dim"]
 
+    def _frame_meta(self):
+        """An empty DataFrame with the training columns and dtypes (what
+        ``inverse_transform`` and ``sample`` return), or None when the model
+        was not fitted on a DataFrame."""
+        check_is_fitted(self)
+        if self._fitted_state["_layout_"].get("frame") is None:
+            return None
+        return _core.empty_rows(self.to_local())
+
 
 def _sample(model, n, seed, kwargs):
     return model.sample(n, random_state=seed, **kwargs)
+
+
+def _frame_call(model, method, start, *args, **kwargs):
+    """A DataFrame from ``model.method(*args)``, its rows indexed from
+    ``start`` (as they would be in one in-memory call) when given."""
+    out = getattr(model, method)(*args, **kwargs)
+    if start is not None:
+        import pandas as pd
+
+        out.index = pd.RangeIndex(start, start + len(out))
+    return out
+
+
+def _frame_from_parts(make_parts, sizes, meta):
+    """A dask DataFrame of the parts ``make_parts[i](start)``; with known
+    ``sizes`` the rows are indexed by position, with divisions."""
+    import dask.dataframe as dd
+
+    known = all(not math.isnan(n) for n in sizes) and all(n > 0 for n in sizes)
+    if not known:
+        return dd.from_delayed([make(None) for make in make_parts], meta=meta)
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    parts = [make(int(start)) for make, start in zip(make_parts, starts)]
+    divisions = [int(v) for v in starts[:-1]] + [int(starts[-1]) - 1]
+    return dd.from_delayed(parts, meta=meta, divisions=divisions)
 
 
 def _copy(value):
     if isinstance(value, np.ndarray):
         return value.copy()
     if isinstance(value, (list, dict)):
-        import copy
-
         return copy.deepcopy(value)
     return value
 
@@ -462,43 +532,25 @@ def _copy(value):
 # -- the fitting passes ----------------------------------------------------------
 
 
-def _block_summary(model, block, robust):
-    if block.shape[0] == 0:
-        empty = (0, None) if robust else None
-        return {"moments": (0, None, None, None), "quantiles": empty, "n": 0}
-    X = _core.validated(model, block)
-    return {
-        "moments": block_moments(X),
-        "quantiles": block_quantiles(X) if robust else None,
-        "n": X.shape[0],
-    }
-
-
-def _merge_summaries(a, b):
-    return {
-        "moments": merge_moments(a["moments"], b["moments"]),
-        "quantiles": None
-        if a["quantiles"] is None
-        else merge_quantiles(a["quantiles"], b["quantiles"]),
-        "n": a["n"] + b["n"],
-    }
-
-
 def _count(summary):
     return summary["n"]
 
 
-def _fit_scaling(client, model, blocks, dtype):
-    """One pass: the checks of every block, its rows, the scaling statistics."""
+def _fit_columns(client, model, blocks, dtype):
+    """One pass: the checks of every block, its rows, the levels of the
+    categorical columns, the missing cells and the scaling statistics.
+
+    Returns the rows of each block and the observed cells of each column.
+    """
     robust = _core.uses_scaling(model) and model.standardize == "robust"
     model_f = client.scatter(model, broadcast=True, hash=False)
-    parts = [dask.delayed(_block_summary)(model_f, b, robust) for b in blocks]
-    total = tree_reduce(parts, _merge_summaries, dask.delayed)
+    parts = [dask.delayed(_core.block_summary)(model_f, b, robust) for b in blocks]
+    total = tree_reduce(parts, _core.merge_summaries, dask.delayed)
     counts = [dask.delayed(_count)(p) for p in parts]
     result = client.compute([total, *counts], sync=True)
     summary, rows = result[0], result[1:]
-    _core.set_scaling(model, summary["moments"], summary["quantiles"], dtype)
-    return [int(r) for r in rows]
+    n_obs = _core.set_columns(model, summary, dtype)
+    return [int(r) for r in rows], n_obs
 
 
 def _average(state, *pieces):
@@ -702,15 +754,25 @@ def _after_fit(client, model, blocks):
     )
     _core.set_latent_statistics(model, moments)
     if isinstance(model, VAEAnomalyDetector):
+        # log p(x_obs) of every row (held on the workers), the mean per
+        # observed cell, then the scores and their exact percentiles
         model_f = client.scatter(model, broadcast=True, hash=False)
-        empty = np.empty(0, dtype=model.params_.dtype)
-        scores = [
-            dask.delayed(_call)(model_f, "score_samples", b, empty) for b in blocks
-        ]
+        raw = [dask.delayed(_core.block_raw_scores)(model_f, b) for b in blocks]
+        raw = client.persist(raw)
+        sums = [dask.delayed(_core.per_cell_sums)(r) for r in raw]
+        total = client.compute(tree_reduce(sums, _add, dask.delayed), sync=True)
+        _core.set_per_cell_score(model, total)
+        model_f = client.scatter(model, broadcast=True, hash=False)
+        scores = [dask.delayed(_core.block_scores)(model_f, r) for r in raw]
         scores = client.persist(scores)
+        del raw
         values = exact_percentiles(client, scores, _core.offset_percentiles(model))
         _core.set_offset(model, values)
         del scores
+
+
+def _add(a, b):
+    return a + b
 
 
 def exact_percentiles(client, parts, q):
@@ -762,8 +824,12 @@ def _doc(local_class, what):
     return dask collections computed block by block. :meth:`to_local`
     returns the fitted in-memory estimator.
 
-    Fitting makes one pass over the data for the scaling statistics, then
-    trains with local Adam: each worker thread runs Adam on its own blocks
+    The data may have categorical columns and missing cells, as for the
+    in-memory estimator: their levels, the missing cells and the scaling
+    statistics come from one pass over all the blocks, and each worker
+    encodes its blocks into the in-memory estimator's training batches
+    (with missingness indicators and the mask of observed cells). Training
+    then runs local Adam: each worker thread runs Adam on its own blocks
     for {ROUND_STEPS} steps from the same parameters and moments, then the
     models and their Adam moments are averaged, and so on (after a short
     warm-up on one worker at a time, and with the step size scaled by the
@@ -852,3 +918,116 @@ class DaskVAEAnomalyDetector(_DaskEstimator):
         labels : dask.array.Array of shape (n_samples,)
         """
         return self.fit(X).predict(X)
+
+
+def _never(self):
+    return False
+
+
+def _impute_block(block, model, call, empty, block_id=None):
+    if block.shape[0] == 0:
+        return empty
+    return _core.impute(model, block, call, block_id[0])
+
+
+def _impute_partition(part, model, call, partition_info=None):
+    if len(part) == 0:
+        return part
+    index = 0 if partition_info is None else partition_info["number"]
+    # the in-memory transform fills the cells of a frame indexed 0..n-1 (it
+    # aligns the filled columns on that index); the partition keeps its own
+    out = _core.impute(model, part.reset_index(drop=True), call, index)
+    out.index = part.index
+    return out
+
+
+class DaskVAEImputer(_DaskEstimator):
+    __doc__ = (
+        _doc(VAEImputer, "Missing-value imputation with a VAE")
+        + """
+    Notes
+    -----
+    :meth:`transform` is the in-memory ``transform`` of each block. With
+    ``sample_posterior=False`` (the default) a row's imputed values are a
+    function of the row and of the fitted model alone (the importance
+    draws are keyed by the row's values, as in memory), so they are the
+    same, bit for bit in float64, as ``to_local().transform`` of the same
+    rows in any chunking on the same machine. With
+    ``sample_posterior=True`` each block of each call draws from its own
+    generator, seeded from the model, the number of the call and the index
+    of the block: the draws are reproducible for a given chunking and
+    independent between blocks, and have the distribution of the in-memory
+    draws, but are not the same numbers.
+
+    The empty features and the missing indicator (``add_indicator``) come
+    from the observed cells of each column over all the training rows.
+    """
+    )
+    _local_class = VAEImputer
+
+    def _after_columns(self, model, n_obs, n_rows):
+        _core.set_missing_features(model, n_obs, n_rows)
+
+    def transform(self, X):
+        """Fill the missing cells of ``X``, block by block.
+
+        Parameters
+        ----------
+        X : dask.array.Array or dask.dataframe.DataFrame
+            Rows with missing cells.
+
+        Returns
+        -------
+        X_imputed : dask.array.Array or dask.dataframe.DataFrame
+            As the in-memory ``transform`` on each block: ``X`` with its
+            missing cells filled, observed cells unchanged (a dask DataFrame
+            with the partitions' index for a dask DataFrame), missing
+            indicator columns appended with ``add_indicator``.
+        """
+        check_is_fitted(self)
+        call = self._fitted_state.get("_n_calls", 0)
+        if self.sample_posterior:
+            self._fitted_state["_n_calls"] = call + 1
+        model = self._model_delayed()
+        names = self.get_feature_names_out()
+        if _is_dataframe(X):
+            return X.map_partitions(
+                _impute_partition, model, call, meta=self._impute_meta(X)
+            )
+        if not isinstance(X, da.Array):
+            _blocks(X)  # raises the error for other inputs
+        X = _one_column_chunk(X)
+        dtype = X.dtype if X.dtype in (np.float32, np.dtype(object)) else np.float64
+        empty = np.empty((0, len(names)), dtype=dtype)
+        return X.map_blocks(
+            _impute_block,
+            model,
+            call,
+            empty,
+            chunks=(X.chunks[0], (len(names),)),
+            dtype=dtype,
+            meta=empty,
+        )
+
+    def _impute_meta(self, X):
+        """The empty DataFrame that :meth:`transform` returns for ``X``."""
+        import pandas as pd
+
+        meta = X._meta
+        empty = self._fitted_state["_empty"]
+        if empty is not None and empty.any() and not self.keep_empty_features:
+            meta = meta.iloc[:, np.flatnonzero(~empty)]
+        indicator = self._fitted_state["indicator_"]
+        if indicator is not None:
+            names = indicator.get_feature_names_out(
+                getattr(self, "feature_names_in_", None)
+            )
+            flags = pd.DataFrame(
+                {name: np.empty(0, dtype=bool) for name in names}, index=meta.index
+            )
+            meta = pd.concat([meta, flags], axis=1)
+        return meta
+
+    @available_if(_never)
+    def inverse_transform(self, X):  # pragma: no cover - hidden
+        """Not available: ``transform`` returns rows, not codes."""

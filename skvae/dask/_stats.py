@@ -5,11 +5,12 @@ column), and a *merge* of two summaries into the summary of their union, so
 that dask computes it in one pass over the blocks and a tree of merges. None
 of this uses skvae's private core.
 
-- Column moments: count, largest magnitude, mean and sum of squared
-  deviations, merged with the pairwise update of Chan, Golub and LeVeque
-  (1979). As in the in-memory estimator the moments are taken on values
-  divided by the column's largest magnitude (values near the float limits
-  would overflow otherwise), so they agree with it up to rounding.
+- Column moments over the observed (not NaN) cells: their count, largest
+  magnitude, mean and sum of squared deviations, merged with the pairwise
+  update of Chan, Golub and LeVeque (1979). As in the in-memory estimator
+  the moments are taken on values divided by the column's largest magnitude
+  (values near the float limits would overflow otherwise), so they agree
+  with it up to rounding.
 - Column quantiles (``standardize="robust"``): an approximation. A block's
   summary is its quantiles on a grid of :data:`QUANTILE_GRID` points; two
   summaries merge into the quantiles, on the same grid, of the mixture of
@@ -35,48 +36,61 @@ _GRID = np.linspace(0.0, 1.0, QUANTILE_GRID)
 
 
 def block_moments(X):
-    """Moments of the columns of one block, in float64.
+    """Moments of the columns of one block, in float64, over observed cells.
 
-    Returns ``(n, peak, mean, m2)`` with ``peak`` the largest magnitude of each
-    column (1 for an all-zero column), and ``mean`` and ``m2`` (sum of squared
-    deviations) those of ``X / peak``.
+    Returns ``(n, peak, mean, m2)``: per column the count of observed (not
+    NaN) cells, the largest magnitude (0 for a column without observed
+    cells), and ``mean`` and ``m2`` (sum of squared deviations) of
+    ``X / peak`` over the observed cells.
     """
-    n = X.shape[0]
-    d = X.shape[1]
-    if n == 0:
-        return 0, np.ones(d), np.zeros(d), np.zeros(d)
-    peak = np.max(np.abs(X), axis=0).astype(np.float64)
-    peak[peak == 0] = 1.0
-    Xs = X / peak
-    mean = np.sum(Xs, axis=0, dtype=np.float64) / n
-    dev = Xs - mean
-    m2 = np.einsum("ij,ij->j", dev, dev)
-    return n, peak, mean, m2
+    n_rows, d = X.shape
+    if n_rows == 0:
+        return np.zeros(d), np.zeros(d), np.zeros(d), np.zeros(d)
+    observed = ~np.isnan(X)
+    if observed.all():
+        peak = np.max(np.abs(X), axis=0).astype(np.float64)
+        Xs = X / _safe(peak)
+        n = np.full(d, float(n_rows))
+        mean = np.sum(Xs, axis=0, dtype=np.float64) / n_rows
+        dev = Xs - mean
+        return n, peak, mean, np.einsum("ij,ij->j", dev, dev)
+    n = observed.sum(axis=0).astype(np.float64)
+    peak = np.max(np.where(observed, np.abs(X), 0), axis=0).astype(np.float64)
+    Xs = np.where(observed, X / _safe(peak), 0)
+    mean = np.sum(Xs, axis=0, dtype=np.float64) / np.maximum(n, 1)
+    dev = np.where(observed, Xs - mean, 0)
+    return n, peak, mean, np.einsum("ij,ij->j", dev, dev)
+
+
+def _safe(peak):
+    return np.where(peak > 0, peak, 1.0)
 
 
 def merge_moments(a, b):
     """Moments of the union of two blocks (Chan et al.'s pairwise update)."""
     na, pa, ma, qa = a
     nb, pb, mb, qb = b
-    if na == 0:
-        return b
-    if nb == 0:
-        return a
     peak = np.maximum(pa, pb)
-    ra, rb = pa / peak, pb / peak
+    ra, rb = pa / _safe(peak), pb / _safe(peak)
     ma, mb = ma * ra, mb * rb
     qa, qb = qa * ra * ra, qb * rb * rb
     n = na + nb
+    safe = np.maximum(n, 1)
     delta = mb - ma
-    mean = ma + delta * (nb / n)
-    m2 = qa + qb + delta * delta * (na * nb / n)
+    mean = ma + delta * (nb / safe)
+    m2 = qa + qb + delta * delta * (na * nb / safe)
+    # a side without observed cells leaves the other's moments as they are
+    mean = np.where(na == 0, mb, np.where(nb == 0, ma, mean))
+    m2 = np.where(na == 0, qb, np.where(nb == 0, qa, m2))
     return n, peak, mean, m2
 
 
 def finish_moments(moments):
-    """``(n, mean, std)`` in the units of the data, from merged moments."""
+    """``(n, mean, std)`` in the units of the data, from merged moments
+    (mean and std 0 for a column without observed cells)."""
     n, peak, mean, m2 = moments
-    return n, mean * peak, np.sqrt(m2 / n) * peak
+    peak = _safe(peak)
+    return n, mean * peak, np.sqrt(m2 / np.maximum(n, 1)) * peak
 
 
 # -- approximate column quantiles --------------------------------------------
@@ -85,12 +99,19 @@ def finish_moments(moments):
 def block_quantiles(X):
     """Quantile summary of each column of one block: ``(n, values)``.
 
-    ``values`` has shape ``(QUANTILE_GRID, n_features)``, in float64.
+    ``n`` counts the observed cells of each column and ``values`` has shape
+    ``(QUANTILE_GRID, n_features)``, in float64 (NaN for a column without
+    observed cells).
     """
-    n = X.shape[0]
-    if n == 0:
-        return 0, None
-    values = np.percentile(np.asarray(X, dtype=np.float64), 100 * _GRID, axis=0)
+    n_rows, d = X.shape
+    X = np.asarray(X, dtype=np.float64)
+    observed = ~np.isnan(X)
+    n = observed.sum(axis=0).astype(np.float64)
+    if n_rows and observed.all():
+        return n, np.percentile(X, 100 * _GRID, axis=0)
+    values = np.full((QUANTILE_GRID, d), np.nan)
+    for j in np.flatnonzero(n):
+        values[:, j] = np.percentile(X[observed[:, j], j], 100 * _GRID)
     return n, values
 
 
@@ -98,23 +119,36 @@ def merge_quantiles(a, b):
     """Summary of the union of two blocks, on the same grid."""
     na, va = a
     nb, vb = b
-    if na == 0:
-        return b
-    if nb == 0:
-        return a
+    d = va.shape[1]
+    na = np.broadcast_to(np.asarray(na, dtype=np.float64), (d,))
+    nb = np.broadcast_to(np.asarray(nb, dtype=np.float64), (d,))
     out = np.empty_like(va)
-    for j in range(va.shape[1]):
-        points = np.union1d(va[:, j], vb[:, j])
-        cdf = (na * _cdf(points, va[:, j]) + nb * _cdf(points, vb[:, j])) / (na + nb)
-        out[:, j] = _inverse_cdf(_GRID, cdf, points)
+    for j in range(d):
+        if nb[j] == 0:
+            out[:, j] = va[:, j]
+        elif na[j] == 0:
+            out[:, j] = vb[:, j]
+        else:
+            points = np.union1d(va[:, j], vb[:, j])
+            cdf = (na[j] * _cdf(points, va[:, j]) + nb[j] * _cdf(points, vb[:, j])) / (
+                na[j] + nb[j]
+            )
+            out[:, j] = _inverse_cdf(_GRID, cdf, points)
     return na + nb, out
 
 
 def quantiles_from_summary(summary, q):
-    """Quantiles ``q`` (fractions) of each column, from a merged summary."""
+    """Quantiles ``q`` (fractions) of each column, from a merged summary
+    (0 for a column without observed cells, as the in-memory estimators)."""
     _, values = summary
     return np.stack(
-        [np.interp(q, _GRID, values[:, j]) for j in range(values.shape[1])], axis=1
+        [
+            np.interp(q, _GRID, values[:, j])
+            if not np.isnan(values[0, j])
+            else np.zeros(len(q))
+            for j in range(values.shape[1])
+        ],
+        axis=1,
     )
 
 
@@ -182,7 +216,7 @@ def merge_sorted_samples(a, b):
     if nb == 0:
         return a
     n, v = merge_quantiles((na, va[:, None]), (nb, vb[:, None]))
-    return n, v[:, 0]
+    return int(n[0]), v[:, 0]
 
 
 def brackets(summary, ranks, margin):
