@@ -934,11 +934,7 @@ def _impute_partition(part, model, call, partition_info=None):
     if len(part) == 0:
         return part
     index = 0 if partition_info is None else partition_info["number"]
-    # the in-memory transform fills the cells of a frame indexed 0..n-1 (it
-    # aligns the filled columns on that index); the partition keeps its own
-    out = _core.impute(model, part.reset_index(drop=True), call, index)
-    out.index = part.index
-    return out
+    return _core.impute(model, part, call, index)
 
 
 class DaskVAEImputer(_DaskEstimator):
