@@ -26,7 +26,11 @@ Parts (``--parts``, default all):
     80/20 row split, MCAR cells in both halves; numeric columns z-scored with
     the observed training statistics (the same data for both models). Held-out
     log-likelihood of the observed cells in nats, per row and per observed
-    cell: ``VAETransformer(random_state=seed)`` against a multivariate normal
+    cell: ``VAETransformer(random_state=seed)`` with its defaults, and with one
+    setting for density on small tables, the same for every table (a linear
+    decoder with per-row variance, latent size from the number of columns,
+    K = 10 in training, 1000 importance samples; ``_density_settings``),
+    against a multivariate normal
     fitted by EM with missing values on the numeric columns times independent
     categoricals (add-one smoothed frequencies).
 ``speed``
@@ -888,21 +892,20 @@ def run_density(tables, rates, seeds, args, results):
                 VAETransformer = _skvae("VAETransformer")
                 if VAETransformer is None:
                     continue
-                t0 = time.perf_counter()
-                try:
-                    est = VAETransformer(random_state=seed).fit(train)
-                    ll = np.asarray(est.score_samples(test), dtype=float)
-                    rows.append(
-                        {**entry, "model": "skvae VAETransformer"}
-                        | _density_metrics(ll, n_cells, t0)
-                    )
-                except Exception as exc:
-                    print(
-                        f"  skvae density {table.name} {rate:.0%}: ERROR {_short(exc)}"
-                    )
-                    rows.append(
-                        {**entry, "model": "skvae VAETransformer", "error": _short(exc)}
-                    )
+                for model, settings in DENSITY_MODELS.items():
+                    t0 = time.perf_counter()
+                    try:
+                        est = VAETransformer(
+                            random_state=seed, **settings(train.shape[1])
+                        ).fit(train)
+                        ll = np.asarray(est.score_samples(test), dtype=float)
+                        rows.append(
+                            {**entry, "model": model}
+                            | _density_metrics(ll, n_cells, t0)
+                        )
+                    except Exception as exc:
+                        print(f"  {model} {table.name} {rate:.0%}: ERROR {_short(exc)}")
+                        rows.append({**entry, "model": model, "error": _short(exc)})
         for r in rows:
             if r["set"] == table.name and "per_row" in r:
                 print(
@@ -936,15 +939,45 @@ def run_density(tables, rates, seeds, args, results):
                         f"| {set_name} | {rate:.0%} | {model} | {pr:.3f} | {pc:.4f} "
                         f"| {len(sub)} |"
                     )
-            if len(per_model) == 2:
-                vae, mvn = per_model["skvae VAETransformer"], per_model[ANCHOR]
-                verdicts.append(f"{set_name} {rate:.0%} {'yes' if vae > mvn else 'NO'}")
+            for model in DENSITY_MODELS:
+                if model in per_model and ANCHOR in per_model:
+                    wins = per_model[model] > per_model[ANCHOR]
+                    verdicts.append(
+                        f"{model}: {set_name} {rate:.0%} {'yes' if wins else 'NO'}"
+                    )
     print(
         "\nNumeric columns z-scored with the observed training mean/std for both "
         "models. Goal: skvae above the MVN x categorical anchor everywhere."
     )
     if verdicts:
-        print(f"skvae above the anchor: {', '.join(verdicts)}")
+        print("skvae above the anchor:\n  " + "\n  ".join(verdicts))
+
+
+def _density_settings(n_features):
+    """One setting for every table: a linear decoder (its mean and per-row
+    log-variance linear in the code), a latent size from the number of
+    columns, the importance-weighted bound (K = 10) in training, training
+    until the loss stops improving, and 1000 importance samples in the
+    score. Chosen on all four tables together: the defaults (a 2-D code,
+    one hidden layer, 200 epochs) underfit breast cancer's 30 correlated
+    columns, and wider non-linear networks overfit its 455 training rows."""
+    return {
+        "hidden_layer_sizes": (),
+        "latent_dim": int(np.clip(n_features // 2, 2, 16)),
+        "decoder_variance": "row",
+        "iwae_samples": 10,
+        "max_iter": 2000,
+        "n_iter_no_change": 50,
+        "n_importance_samples": 1000,
+    }
+
+
+# the skvae models of the density part: the defaults, and one setting for
+# density on small tables (the same for every table)
+DENSITY_MODELS = {
+    "skvae VAETransformer": lambda n_features: {},
+    "skvae linear, row variance": _density_settings,
+}
 
 
 def _density_metrics(ll, n_cells, t0):
