@@ -23,6 +23,16 @@ holds (the held-out real rows), against which everything is scored:
   zero-inflated (capital gain, capital loss) columns, against the independent
   marginals floor.
 
+skvae variants: ``gaussian`` (every numeric column Gaussian), ``support``
+(the per-column likelihoods of ``SUPPORT_LIKELIHOODS``), ``support
+aggregate`` (the same, sampled with ``latent="aggregate"``), ``quantile
+aggregate`` (the columns of ``QUANTILE_COLUMNS`` replaced by their normal
+scores before ``fit`` and mapped back after ``sample``), ``all-quantile
+aggregate`` (every numeric column so) and ``support mask0.2`` (random masking
+of cells in training). ``--draws D`` scores D synthetic draws of each fitted
+generator and averages their scores (one draw of a few hundred rows is a
+noisy score); ``--sdv-epochs`` sets TVAE's and CTGAN's epochs (300).
+
 Anchors: independent marginals (each column resampled on its own from the
 training half), ``GaussianMixture`` on z-scores + one-hot with arg-max
 decoding, and SDV's TVAE and CTGAN when ``sdv`` is installed (their columns
@@ -438,7 +448,7 @@ def _conditional(method, gen, real_rows, column, value, quality, n, seed):
 # -- the run -------------------------------------------------------------------------
 
 
-def _methods(skvae, name, quick, with_sdv):
+def _methods(skvae, name, quick, with_sdv, args=None):
     params = QUICK_VAE if quick else VAE_PARAMS[name]
     methods = {
         "marginals": lambda: Marginals(),
@@ -451,12 +461,18 @@ def _methods(skvae, name, quick, with_sdv):
         "skvae quantile aggregate": lambda: QuantileSkvaeSynth(
             skvae, params, SUPPORT_LIKELIHOODS[name], QUANTILE_COLUMNS[name]
         ),
+        "skvae all-quantile aggregate": lambda: QuantileSkvaeSynth(
+            skvae,
+            params,
+            SUPPORT_LIKELIHOODS[name],
+            list(SUPPORT_LIKELIHOODS[name]),
+        ),
         "skvae support mask0.2": lambda: SkvaeSynth(
             skvae, params, SUPPORT_LIKELIHOODS[name], mask_rate=0.2
         ),
     }
     if with_sdv:
-        epochs = 5 if quick else 300
+        epochs = 5 if quick else int(getattr(args, "sdv_epochs", 300))
         methods["TVAE"] = lambda: SDVSynth("TVAE", epochs)
         methods["CTGAN"] = lambda: SDVSynth("CTGAN", epochs)
     return methods
@@ -511,7 +527,7 @@ def run_synthetic(args):
             train, test = split(df, seed)
             rare, common = _rare_common(train, test, column)
             n = len(test)
-            methods = _methods(skvae, name, quick, with_sdv)
+            methods = _methods(skvae, name, quick, with_sdv, args)
             wanted = getattr(args, "methods", None)
             if wanted:
                 methods = {m: f for m, f in methods.items() if m in wanted}
@@ -530,6 +546,12 @@ def run_synthetic(args):
                 r.setdefault("fit_s", []).append(fit_s)
                 for key, val in q.items():
                     r.setdefault(key, []).append(val)
+                print(
+                    f"  {name} seed {seed} {method}: overall {q['overall']:.3f}, "
+                    f"TSTR acc {acc:.3f}, fit {fit_s:.1f} s "
+                    f"(load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
                 if method == "marginals" or method.startswith(("TVAE", "CTGAN")):
                     continue
                 for label, value in (("rare", rare), ("common", common)):
@@ -540,12 +562,6 @@ def run_synthetic(args):
                     for key, val in c.items():
                         r.setdefault(f"{label}:{key}", []).append(val)
                     r.setdefault(f"{label}:value", []).append(str(value))
-                print(
-                    f"  {name} seed {seed} {method}: overall {q['overall']:.3f}, "
-                    f"TSTR acc {acc:.3f}, fit {fit_s:.1f} s "
-                    f"(load {os.getloadavg()[0]:.1f})",
-                    flush=True,
-                )
             if True:
                 acc, f1 = tstr(train, test, target, seed)
                 res.setdefault("real rows (train half)", {}).setdefault(

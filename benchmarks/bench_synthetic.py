@@ -19,6 +19,12 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--datasets", default="penguins,adult")
     parser.add_argument(
+        "--sdv-epochs",
+        type=int,
+        default=300,
+        help="training epochs of SDV's TVAE and CTGAN",
+    )
+    parser.add_argument(
         "--draws",
         type=int,
         default=1,
