@@ -306,7 +306,7 @@ class BaseVAE(BaseAutoencoder):
             )
         return self._decode(Z, gen if noise else None)
 
-    def _aggregate_draws(self, n, gen, shape=None):
+    def _aggregate_draws(self, n, gen):
         """``n`` codes from the aggregate posterior of the stored training
         rows (a mixture of their encoder posteriors, equal weights)."""
         mean = getattr(self, "latent_posterior_mean_", None)
@@ -316,8 +316,7 @@ class BaseVAE(BaseAutoencoder):
                 "model does not have (fitted by a version or a backend that "
                 "does not store it); refit it in memory."
             )
-        shape = (n,) if shape is None else shape
-        pick = gen.integers(0, mean.shape[0], shape)
+        pick = gen.integers(0, mean.shape[0], n)
         std = np.sqrt(self.latent_posterior_var_[pick])
         return mean[pick] + std * gen.standard_normal(std.shape)
 

@@ -425,3 +425,18 @@ def test_bad_latent_and_missing_aggregate_raise(penguins_model):
     with pytest.raises(ValueError, match="refit"):
         old.sample(5, latent="aggregate")
     old.sample(5)  # the prior still works
+
+
+def test_aggregate_samples_keep_the_models_dtype():
+    X = np.random.default_rng(0).normal(size=(80, 3)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae = VAETransformer(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+        vae.fit(X)
+    assert vae.latent_posterior_mean_.dtype == np.float32
+    for noise in (False, True):
+        S = vae.sample(20, random_state=0, noise=noise, latent="aggregate")
+        assert S.dtype == np.float32 and S.shape == (20, 3)
+    S = vae.sample(20, random_state=0, conditions={1: 0.5}, latent="aggregate")
+    assert S.dtype == np.float32
+    np.testing.assert_array_equal(S[:, 1], np.float32(0.5))
