@@ -1,7 +1,7 @@
 """Synthetic rows benchmark (issue 15): see ``_bench_synthetic.py``.
 
 ``python benchmarks/bench_synthetic.py [--quick] [--seeds 0,1,2]
-[--datasets penguins,adult]`` prints Markdown tables.
+[--datasets penguins,adult] [--draws 1]`` prints Markdown tables.
 """
 
 import argparse
@@ -18,6 +18,18 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--datasets", default="penguins,adult")
+    parser.add_argument(
+        "--sdv-epochs",
+        type=int,
+        default=300,
+        help="training epochs of SDV's TVAE and CTGAN",
+    )
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=1,
+        help="synthetic draws per fitted generator, scores averaged over them",
+    )
     parser.add_argument(
         "--methods",
         default="",

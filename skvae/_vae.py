@@ -220,11 +220,21 @@ class BaseVAE(BaseAutoencoder):
         X = self._check_X(X, reset=False)
         return self._log_likelihood(X, self.n_importance_samples)
 
-    def sample(self, n_samples=1, random_state=None, *, noise=False, conditions=None):
+    def sample(
+        self,
+        n_samples=1,
+        random_state=None,
+        *,
+        noise=False,
+        conditions=None,
+        latent="prior",
+    ):
         """Generate rows from the model: decode draws from the prior ``N(0, I)``.
 
         With ``conditions``, generate rows that carry given values in some
-        columns, the other columns drawn from the model given them.
+        columns, the other columns drawn from the model given them. With
+        ``latent="aggregate"``, decode draws from the aggregate posterior of
+        the training rows instead of the prior.
 
         Parameters
         ----------
@@ -255,6 +265,23 @@ class BaseVAE(BaseAutoencoder):
             level not seen in ``fit`` raises a ValueError. Models trained
             with random masking of cells (``mask_rate``) have encoders made
             for partial rows; see the user guide.
+        latent : {"prior", "aggregate"}, default="prior"
+            Where the codes ``z`` of unconditional rows come from.
+            ``"prior"``: ``N(0, I)``, the model's own generative process.
+            ``"aggregate"``: the aggregate posterior
+            ``q(z) = (1/m) sum_i q(z | x_i)`` of ``m`` training rows (all of
+            them, or a random :data:`AGGREGATE_ROWS` of them), stored in
+            ``latent_posterior_mean_`` and ``latent_posterior_var_``: pick a
+            training row at random and draw ``z`` from its encoder posterior.
+            The decoder is trained on such codes, while the prior also has
+            mass where no training row's posterior is (the "holes" of a VAE
+            whose KL term is not at zero), so these rows follow the data more
+            closely; see the user guide for the measured difference. Each
+            code comes from one training row's posterior, so rows near
+            training rows are more likely than under the prior. With
+            ``conditions``, the codes are resampled from these draws with
+            weights ``p(x_cond | z)`` instead (sampling importance
+            resampling with the aggregate posterior as proposal and prior).
 
         Returns
         -------
@@ -265,20 +292,42 @@ class BaseVAE(BaseAutoencoder):
         """
         check_is_fitted(self)
         n_samples = check_n_samples(n_samples)
+        if latent not in ("prior", "aggregate"):
+            raise ValueError(f"latent must be 'prior' or 'aggregate', got {latent!r}.")
         gen = self._sample_rng(random_state)
         dtype = self.params_.dtype
         if conditions is not None:
-            return self._sample_given(n_samples, conditions, gen, noise)
-        Z = gen.standard_normal(
-            (n_samples, self._architecture_["latent_dim"]), dtype=dtype
-        )
+            return self._sample_given(n_samples, conditions, gen, noise, latent)
+        if latent == "aggregate":
+            Z = self._aggregate_draws(n_samples, gen).astype(dtype, copy=False)
+        else:
+            Z = gen.standard_normal(
+                (n_samples, self._architecture_["latent_dim"]), dtype=dtype
+            )
         return self._decode(Z, gen if noise else None)
 
-    def _sample_given(self, n_samples, conditions, gen, noise):
+    def _aggregate_draws(self, n, gen):
+        """``n`` codes from the aggregate posterior of the stored training
+        rows (a mixture of their encoder posteriors, equal weights)."""
+        mean = getattr(self, "latent_posterior_mean_", None)
+        if mean is None:
+            raise ValueError(
+                "latent='aggregate' needs latent_posterior_mean_, which this "
+                "model does not have (fitted by a version or a backend that "
+                "does not store it); refit it in memory."
+            )
+        pick = gen.integers(0, mean.shape[0], n)
+        std = np.sqrt(self.latent_posterior_var_[pick])
+        return mean[pick] + std * gen.standard_normal(std.shape)
+
+    def _sample_given(self, n_samples, conditions, gen, noise, latent="prior"):
         """Rows carrying ``conditions``, the other cells drawn given them."""
         C, given = _condition_codes(self, conditions, n_samples, self.params_.dtype)
         self._check_support(C)
-        V = self._draw_given(C, CONDITION_DRAWS, gen, noise, CONDITION_PRIOR_SHARE)
+        if latent == "aggregate":
+            V = self._draw_given_aggregate(C, CONDITION_DRAWS, gen, noise)
+        else:
+            V = self._draw_given(C, CONDITION_DRAWS, gen, noise, CONDITION_PRIOR_SHARE)
         out = self._from_internal(V)
         # the conditioned cells exactly as given (not unscaled and rescaled)
         for j, values in given:
@@ -291,10 +340,74 @@ class BaseVAE(BaseAutoencoder):
         return out
 
     def _after_fit(self, X):
-        mu = self._encode(X).astype(np.float64)
-        self.latent_mean_variance_ = mu.var(axis=0)
+        mean, var = self._posteriors(X)
+        self.latent_mean_variance_ = mean.astype(np.float64).var(axis=0)
         # variance above 0.01 marks an active unit (Burda et al., 2016)
         self.active_units_ = np.flatnonzero(self.latent_mean_variance_ > 0.01)
+        # the aggregate posterior, for sample(latent="aggregate"): the
+        # posteriors of at most AGGREGATE_ROWS training rows, a subsample
+        # keyed by the model's seed
+        if mean.shape[0] > AGGREGATE_ROWS:
+            rng = np.random.default_rng(self._score_seed)
+            keep = np.sort(rng.choice(mean.shape[0], AGGREGATE_ROWS, replace=False))
+            mean, var = mean[keep], var[keep]
+        self.latent_posterior_mean_ = mean
+        self.latent_posterior_var_ = var
+
+    def _posteriors(self, X):
+        """Mean and variance of the encoder's posterior of each row (codes)."""
+        arch = self._architecture()
+        theta = self._params_for(X.dtype)
+        k = arch.latent_dim
+        mean = np.empty((X.shape[0], k), dtype=X.dtype)
+        var = np.empty((X.shape[0], k), dtype=X.dtype)
+
+        def encode(rows):
+            batch = as_batch(self._to_batch(self._rows(X, rows)))
+            mean[rows], log_var = arch.encode(theta, batch.inputs)
+            var[rows] = np.exp(log_var)
+
+        self._for_chunks(encode, X.shape[0], self._widest())
+        return mean, var
+
+    def _draw_given_aggregate(self, X, n_draws, gen, noise=True):
+        """One draw of the missing cells of each row given its observed ones,
+        with codes from the aggregate posterior.
+
+        Sampling importance resampling for the model whose prior is the
+        aggregate posterior: ``K = n_draws`` codes from it, weighted by
+        ``p(x_obs | z)`` alone (proposal and prior cancel). Values in the
+        internal order and scaling.
+        """
+        arch = self._architecture()
+        theta = self._params_for(X.dtype)
+        params = arch.likelihood_params(theta)
+        out = np.empty((X.shape[0], arch.n_features), dtype=X.dtype)
+
+        def fill(rows):
+            C = self._rows(X, rows)
+            batch = as_batch(self._to_batch(C))
+            n = C.shape[0]
+            Z = self._aggregate_draws(n_draws * n, gen).astype(X.dtype, copy=False)
+            dec_out = arch.decode_raw(theta, Z).reshape(n_draws, n, -1)
+            nll, _, _ = arch.neg_log_lik(theta, batch.targets, dec_out, mask=batch.mask)
+            w = np.exp(-nll - logsumexp(-nll, axis=0))
+            cum = np.cumsum(w, axis=0)
+            pick = np.minimum(
+                np.sum(cum < gen.random(n) * cum[-1], axis=0), n_draws - 1
+            )
+            chosen = dec_out[pick, np.arange(n)]
+            if noise:
+                values = arch.table.sample(chosen, params, gen)
+            else:
+                values = arch.table.mean(chosen, params)
+            if batch.mask is None:
+                out[rows] = values
+            else:
+                out[rows] = np.where(batch.mask > 0, batch.targets, values)
+
+        self._for_chunks(fill, X.shape[0], self._widest(), draws=n_draws, in_order=True)
+        return out
 
 
 #: Draws from the encoder's posterior among which ``sample(conditions=...)``
@@ -303,6 +416,10 @@ CONDITION_DRAWS = 100
 
 #: Share of those draws taken from the prior (a defensive mixture proposal).
 CONDITION_PRIOR_SHARE = 0.5
+
+#: Training rows whose encoder posteriors make up the aggregate posterior of
+#: ``sample(latent="aggregate")`` (a random subsample of larger training sets).
+AGGREGATE_ROWS = 4096
 
 
 def _condition_codes(model, conditions, n_samples, dtype):
@@ -493,6 +610,12 @@ _SHARED_ATTRIBUTES = """params_ : ndarray
         (variance above 0.01).
     latent_mean_variance_ : ndarray of shape (latent_dim,)
         That variance, per latent dimension.
+    latent_posterior_mean_, latent_posterior_var_ : ndarray of shape \
+(n_stored, latent_dim)
+        Mean and variance of the encoder's posterior ``q(z | x)`` of the
+        training rows (of a random 4096 of them for larger training sets,
+        and of the last call's rows after ``partial_fit``): the aggregate
+        posterior that ``sample(latent="aggregate")`` draws from.
     input_mean_, input_scale_ : ndarray of shape (n_features_in_,)
         The internal standardisation (zeros and ones when off).
     n_features_in_ : int

@@ -314,3 +314,129 @@ def test_bad_conditions_raise(penguins_model, conditions, match):
     vae, _ = penguins_model
     with pytest.raises(ValueError, match=match):
         vae.sample(10, conditions=conditions)
+
+
+# -- codes from the aggregate posterior ------------------------------------------
+
+
+def test_aggregate_posterior_is_stored_at_fit(penguins_model):
+    vae, df = penguins_model
+    mean, var = vae.latent_posterior_mean_, vae.latent_posterior_var_
+    assert mean.shape == var.shape == (len(df), vae.latent_dim)
+    # the means are the codes of transform; the variances are positive
+    np.testing.assert_allclose(mean, vae.transform(df), rtol=1e-10, atol=1e-12)
+    assert (var > 0).all()
+
+
+def test_aggregate_posterior_keeps_a_seeded_subsample(monkeypatch):
+    import skvae._vae
+
+    monkeypatch.setattr(skvae._vae, "AGGREGATE_ROWS", 50)
+    X = np.random.default_rng(0).normal(size=(120, 3))
+    kw = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = VAETransformer(**kw).fit(X)
+        b = VAETransformer(**kw).fit(X)
+    assert a.latent_posterior_mean_.shape == (50, 2)
+    np.testing.assert_array_equal(a.latent_posterior_mean_, b.latent_posterior_mean_)
+    # the stored rows are training rows' posteriors
+    codes = a.transform(X)
+    hits = [
+        np.any(np.all(np.isclose(codes, m), axis=1)) for m in a.latent_posterior_mean_
+    ]
+    assert all(hits)
+
+
+def test_aggregate_draws_follow_the_mixture_of_posteriors(penguins_model):
+    vae, _ = penguins_model
+    Z = vae._aggregate_draws(200_000, np.random.default_rng(0))
+    mean, var = vae.latent_posterior_mean_, vae.latent_posterior_var_
+    # moments of an equal-weight mixture of N(mean_i, var_i)
+    np.testing.assert_allclose(Z.mean(axis=0), mean.mean(axis=0), atol=0.01)
+    total = mean.var(axis=0) + var.mean(axis=0)
+    np.testing.assert_allclose(Z.var(axis=0), total, rtol=0.02)
+
+
+@pytest.mark.parametrize("noise", [False, True])
+def test_sample_from_the_aggregate_posterior(penguins_model, noise):
+    vae, df = penguins_model
+    S = vae.sample(500, random_state=0, noise=noise, latent="aggregate")
+    assert list(S.columns) == list(df.columns)
+    assert S["species"].dtype == df["species"].dtype
+    # the same seed gives the same rows, another seed other rows
+    again = vae.sample(500, random_state=0, noise=noise, latent="aggregate")
+    pd = pytest.importorskip("pandas")
+    pd.testing.assert_frame_equal(S, again)
+    other = vae.sample(500, random_state=1, noise=noise, latent="aggregate")
+    assert not S["body_mass_g"].equals(other["body_mass_g"])
+    # the rare species keeps about its share, the masses their mean
+    share = (S["species"] == "Chinstrap").mean()
+    assert abs(share - (df["species"] == "Chinstrap").mean()) < 0.05
+    assert abs(S["body_mass_g"].mean() - df["body_mass_g"].mean()) < 200
+
+
+def test_the_default_latent_is_the_prior(penguins_model):
+    vae, _ = penguins_model
+    pd = pytest.importorskip("pandas")
+    pd.testing.assert_frame_equal(
+        vae.sample(50, random_state=3, noise=True),
+        vae.sample(50, random_state=3, noise=True, latent="prior"),
+    )
+
+
+def test_conditions_with_the_aggregate_posterior(penguins_model):
+    vae, df = penguins_model
+    S = vae.sample(
+        300,
+        random_state=0,
+        noise=True,
+        conditions={"species": "Chinstrap"},
+        latent="aggregate",
+    )
+    assert (S["species"] == "Chinstrap").all()
+    assert (S["island"] == "Dream").mean() > 0.8
+    assert S["bill_length_mm"].mean() > 45
+    again = vae.sample(
+        300,
+        random_state=0,
+        noise=True,
+        conditions={"species": "Chinstrap"},
+        latent="aggregate",
+    )
+    pd = pytest.importorskip("pandas")
+    pd.testing.assert_frame_equal(S, again)
+    # a numeric condition
+    S = vae.sample(
+        200, random_state=1, conditions={"body_mass_g": 5500.0}, latent="aggregate"
+    )
+    assert (S["body_mass_g"] == 5500.0).all()
+    assert (S["species"] == "Gentoo").mean() > 0.8
+
+
+def test_bad_latent_and_missing_aggregate_raise(penguins_model):
+    import copy
+
+    vae, _ = penguins_model
+    with pytest.raises(ValueError, match="latent must be"):
+        vae.sample(5, latent="posterior")
+    old = copy.deepcopy(vae)
+    del old.latent_posterior_mean_, old.latent_posterior_var_
+    with pytest.raises(ValueError, match="refit"):
+        old.sample(5, latent="aggregate")
+    old.sample(5)  # the prior still works
+
+
+def test_aggregate_samples_keep_the_models_dtype():
+    X = np.random.default_rng(0).normal(size=(80, 3)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae = VAETransformer(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+        vae.fit(X)
+    assert vae.latent_posterior_mean_.dtype == np.float32
+    for noise in (False, True):
+        S = vae.sample(20, random_state=0, noise=noise, latent="aggregate")
+        assert S.dtype == np.float32 and S.shape == (20, 3)
+    S = vae.sample(20, random_state=0, conditions={1: 0.5}, latent="aggregate")
+    assert S.dtype == np.float32
+    np.testing.assert_array_equal(S[:, 1], np.float32(0.5))
