@@ -172,7 +172,9 @@ def _refit_variances(arch, theta, batch, trim_fraction, seed):
             var = np.sqrt(var * a[2][seen] / a[3][seen])
         elif _REFIT_MIX == "floor":
             var = np.maximum(var, 0.5 * a[2][seen] / a[3][seen])
-        raw = np.log(np.expm1(np.maximum(var - g.floor, 1e-6)))
+        # the inverse of softplus, without overflow for large variances
+        excess = np.maximum(var - g.floor, 1e-6)
+        raw = excess + np.log(-np.expm1(-excess))
         params[p][seen] = raw.astype(params.dtype)
     return theta
 
