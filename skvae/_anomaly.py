@@ -219,7 +219,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
         the model has seen). ``"auto"`` uses Tukey's lower fence on those
         scores, ``Q1 - 1.5 * (Q3 - Q1)``: no guess needed, but the scores'
         lower tail is long, so it flags more rows than a 5 % guess on most
-        data (a median of 11-12 % of new rows on the ADBench development
+        data (a median of 13-16 % of new rows on the ADBench development
         sets; see the user guide). With fewer than 250 training rows nothing
         is held out and ``offset_`` comes from the training rows' scores.
     trim_fraction : float, default=0.2
