@@ -115,6 +115,19 @@ VARIANTS = {
     "epochs25": {"@_anomaly._AUTO_EPOCHS": 25},
     "trim0.1": {"trim_fraction": 0.1},
     "trim0.3": {"trim_fraction": 0.3},
+    # training budget (issue 11, second pass; screen_anomaly.py has the score
+    # and ensemble variants, which need no refit)
+    "lr2e-3": {"learning_rate_init": 2e-3},
+    "lr3e-3": {"learning_rate_init": 3e-3},
+    "es": {"early_stopping": True},
+    "es100": {"early_stopping": True, "@_anomaly._AUTO_EPOCHS": 100},
+    "lr3e-3_es": {"learning_rate_init": 3e-3, "early_stopping": True},
+    # the decoder variances refitted after training (skvae/_anomaly.py)
+    "refit_off": {"@_anomaly._REFIT_VARIANCE": False},
+    "refit_trim0": {"@_anomaly._REFIT_TRIM": 0.0},
+    "refit_trim0.05": {"@_anomaly._REFIT_TRIM": 0.05},
+    "refit_trim0.1": {"@_anomaly._REFIT_TRIM": 0.1},
+    "refit_trim0.2": {"@_anomaly._REFIT_TRIM": 0.2},
     # offset_ from the training rows (as before issue 11) / more held out
     "offset_train": {"@_anomaly._OFFSET_FRACTION": 0.0},
     "offset_0.3": {"@_anomaly._OFFSET_FRACTION": 0.3},
