@@ -93,11 +93,6 @@ _REFIT_VARIANCE = True
 #: the estimator's ``trim_fraction``.
 _REFIT_TRIM = None
 
-#: How the refit combines the estimate from the kept rows with the one from
-#: all rows: None (the kept rows' alone), "geo" (their geometric mean) or
-#: "floor" (the kept rows', at least half the other).
-_REFIT_MIX = None
-
 #: Rows (at most) and draws from the encoder's posterior that the refit
 #: averages the squared residuals over.
 _REFIT_ROWS = 10000
@@ -147,9 +142,9 @@ def _refit_variances(arch, theta, batch, trim_fraction, seed):
     n_keep = n - int(trim_fraction * n)
     keep = np.zeros(n, dtype=bool)
     keep[np.argsort(loss, kind="stable")[:n_keep]] = True
-    # per refitted group: sums of squared residuals and cell counts, over the
-    # kept rows and over all rows
-    acc = [np.zeros((4, c.stop - c.start)) for _, c, _, _ in parts]
+    # per refitted group: sums of squared residuals and cell counts over the
+    # kept rows
+    acc = [np.zeros((2, c.stop - c.start)) for _, c, _, _ in parts]
     for i, rows in enumerate(chunks):
         kept = keep[rows]
         for part, out in decoded(rows, i):
@@ -161,17 +156,11 @@ def _refit_variances(arch, theta, batch, trim_fraction, seed):
                     err = np.where(observed, err, 0.0)
                 a[0] += np.sum(err[kept], axis=0, dtype=np.float64)
                 a[1] += np.sum(observed[kept], axis=0)
-                a[2] += np.sum(err, axis=0, dtype=np.float64)
-                a[3] += np.sum(observed, axis=0)
     for (g, _, _, p), a in zip(parts, acc):
         if g.variance == "shared":
             a = np.sum(a, axis=1, keepdims=True)
         seen = a[1] > 0
         var = a[0][seen] / a[1][seen]
-        if _REFIT_MIX == "geo":
-            var = np.sqrt(var * a[2][seen] / a[3][seen])
-        elif _REFIT_MIX == "floor":
-            var = np.maximum(var, 0.5 * a[2][seen] / a[3][seen])
         # the inverse of softplus, without overflow for large variances
         excess = np.maximum(var - g.floor, 1e-6)
         raw = excess + np.log(-np.expm1(-excess))
