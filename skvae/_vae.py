@@ -168,20 +168,7 @@ class BaseVAE(BaseAutoencoder):
             log_q = -0.5 * np.sum(u * u, axis=2) - 0.5 * np.sum(log_var, axis=1)
             log_mix = np.logaddexp(log_a + log_p, log_b + log_q)
             log_w = -nll + log_p - log_mix
-            w = np.exp(log_w - logsumexp(log_w, axis=0))
-            cum = np.cumsum(w, axis=0)
-            pick = np.minimum(
-                np.sum(cum < gen.random(n) * cum[-1], axis=0), n_draws - 1
-            )
-            chosen = dec_out[pick, np.arange(n)]
-            if noise:
-                values = arch.table.sample(chosen, params, gen)
-            else:
-                values = arch.table.mean(chosen, params)
-            if batch.mask is None:
-                out[rows] = values
-            else:
-                out[rows] = np.where(batch.mask > 0, batch.targets, values)
+            out[rows] = _resample(arch, params, batch, dec_out, log_w, gen, noise)
 
         self._for_chunks(fill, X.shape[0], self._widest(), draws=n_draws, in_order=True)
         return out
@@ -391,23 +378,33 @@ class BaseVAE(BaseAutoencoder):
             Z = self._aggregate_draws(n_draws * n, gen).astype(X.dtype, copy=False)
             dec_out = arch.decode_raw(theta, Z).reshape(n_draws, n, -1)
             nll, _, _ = arch.neg_log_lik(theta, batch.targets, dec_out, mask=batch.mask)
-            w = np.exp(-nll - logsumexp(-nll, axis=0))
-            cum = np.cumsum(w, axis=0)
-            pick = np.minimum(
-                np.sum(cum < gen.random(n) * cum[-1], axis=0), n_draws - 1
-            )
-            chosen = dec_out[pick, np.arange(n)]
-            if noise:
-                values = arch.table.sample(chosen, params, gen)
-            else:
-                values = arch.table.mean(chosen, params)
-            if batch.mask is None:
-                out[rows] = values
-            else:
-                out[rows] = np.where(batch.mask > 0, batch.targets, values)
+            out[rows] = _resample(arch, params, batch, dec_out, -nll, gen, noise)
 
         self._for_chunks(fill, X.shape[0], self._widest(), draws=n_draws, in_order=True)
         return out
+
+
+def _resample(arch, params, batch, dec_out, log_w, gen, noise):
+    """Sampling importance resampling of decoded draws.
+
+    For each row, one of the ``K`` decoder outputs ``dec_out`` (shape
+    ``(K, n, n_outputs)``) picked with probability proportional to
+    ``exp(log_w)`` (shape ``(K, n)``); its values (a draw from the
+    likelihood with ``noise``, else its mean) fill the row's missing cells,
+    and the observed cells of ``batch`` are kept.
+    """
+    n_draws, n = log_w.shape
+    w = np.exp(log_w - logsumexp(log_w, axis=0))
+    cum = np.cumsum(w, axis=0)
+    pick = np.minimum(np.sum(cum < gen.random(n) * cum[-1], axis=0), n_draws - 1)
+    chosen = dec_out[pick, np.arange(n)]
+    if noise:
+        values = arch.table.sample(chosen, params, gen)
+    else:
+        values = arch.table.mean(chosen, params)
+    if batch.mask is None:
+        return values
+    return np.where(batch.mask > 0, batch.targets, values)
 
 
 #: Draws from the encoder's posterior among which ``sample(conditions=...)``
