@@ -534,6 +534,25 @@ class BaseAutoencoder(
         X = self._check_X(X, reset=first)
         return self._fit(X, incremental=True)
 
+    def _start_training(self, rng, n_rows, n_features, dtype):
+        """Fresh fitted state: architecture, initial parameters drawn from
+        ``rng``, empty curves and the seed of everything random after fit
+        (also used by ``skvae.dask``)."""
+        self._architecture_ = self._new_architecture(n_rows, n_features)
+        self.params_ = self._architecture().init_params(rng, dtype)
+        self.loss_curve_ = []
+        self.reconstruction_curve_ = []
+        self.kl_curve_ = []
+        self.best_loss_ = np.inf
+        self.validation_scores_ = [] if self.early_stopping else None
+        self.best_validation_score_ = -np.inf if self.early_stopping else None
+        self.n_iter_ = 0
+        self._no_improvement_count = 0
+        self._optimizer_state = None
+        # one seed for everything random after fit (scores, noise), so that
+        # they are a function of the fitted model alone
+        self._score_seed = int(rng.randint(np.iinfo(np.int32).max))
+
     def _fit(self, X, incremental):
         rng = check_random_state(self.random_state)
         dtype = X.dtype
@@ -554,20 +573,7 @@ class BaseAutoencoder(
             fresh = True  # warm start on data with other columns or levels
         if fresh:
             self._fit_scaling(X)
-            self._architecture_ = self._new_architecture(*X.shape)
-            self.params_ = self._architecture().init_params(rng, dtype)
-            self.loss_curve_ = []
-            self.reconstruction_curve_ = []
-            self.kl_curve_ = []
-            self.best_loss_ = np.inf
-            self.validation_scores_ = [] if self.early_stopping else None
-            self.best_validation_score_ = -np.inf if self.early_stopping else None
-            self.n_iter_ = 0
-            self._no_improvement_count = 0
-            self._optimizer_state = None
-            # one seed for everything random after fit (scores, noise), so
-            # that they are a function of the fitted model alone
-            self._score_seed = int(rng.randint(np.iinfo(np.int32).max))
+            self._start_training(rng, *X.shape, dtype)
         elif self.params_.dtype != dtype:
             self.params_ = self.params_.astype(dtype)
             self._optimizer_state = None

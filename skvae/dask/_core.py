@@ -11,8 +11,8 @@ architecture) once per fit and the training *state* (parameters and Adam
 moments) at every round.
 
 Private names used (for the lead): ``_check_X``, ``_uses_scaling``,
-``_likelihood``, ``_new_architecture``, ``_architecture``,
-``_architecture_``, ``Architecture.init_params``, ``_objective``,
+``_likelihood``, ``_start_training``, ``_architecture``,
+``_architecture_``, ``_objective``,
 ``_training_options``, ``_noise_shape``, ``_batch_size``, ``_epochs``,
 ``_warn_at_max_iter``, ``_scaled_columns``, ``_default_likelihood``,
 ``_layout_`` (its ``is_categorical``, ``n_indicators``), ``_to_batch``,
@@ -196,18 +196,7 @@ def start_training(model, n_rows, n_features, dtype):
     ``random_state``.
     """
     rng = check_random_state(model.random_state)
-    model._architecture_ = model._new_architecture(n_rows, n_features)
-    model.params_ = model._architecture().init_params(rng, dtype)
-    model.loss_curve_ = []
-    model.reconstruction_curve_ = []
-    model.kl_curve_ = []
-    model.best_loss_ = np.inf
-    model.validation_scores_ = [] if model.early_stopping else None
-    model.best_validation_score_ = -np.inf if model.early_stopping else None
-    model.n_iter_ = 0
-    model._no_improvement_count = 0
-    model._optimizer_state = None
-    model._score_seed = int(rng.randint(np.iinfo(np.int32).max))
+    model._start_training(rng, n_rows, n_features, dtype)
     model._curve_shift = _mean_log_scale(model)
     return np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
 
