@@ -114,7 +114,10 @@ class VAEImputer(BaseVAE):
         cells.
     n_importance_samples : int, default=100
         Draws ``K`` of the code per row in :meth:`transform` and
-        :meth:`score_samples`.
+        :meth:`score_samples`. In :meth:`transform` (without
+        ``sample_posterior``), a row whose importance weights rest on few
+        draws (an effective sample size below ``K / 5``) is filled again
+        from ``10 * K`` draws.
     {_imputer_parameters()}
 
     Attributes

@@ -79,16 +79,35 @@ class BaseVAE(BaseAutoencoder):
         missing numeric cell gets its conditional mean
         ``sum_k w_k E[x | z_k]`` and a categorical one its most probable
         level under ``sum_k w_k p(x | z_k)``, with noise keyed by the row (a
-        function of the row and the model). With a generator ``gen``, one
+        function of the row and the model). A row whose weights are
+        concentrated on a few draws (effective sample size
+        ``1 / sum_k w_k^2`` below ``REFILL_ESS_SHARE * K``) is filled again
+        from ``REFILL_FACTOR * K`` draws. With a generator ``gen``, one
         ``z_k`` is drawn with probability ``w_k`` (sampling importance
         resampling) and the missing cells are drawn from ``p(x | z_k)``: one
         draw from ``p(x_mis | x_obs)`` (or, with ``noise=False``, they get the
         mean of ``p(x | z_k)``).
         """
+        out = np.empty((X.shape[0], self._architecture().n_features), dtype=X.dtype)
+        if gen is not None:
+            self._fill_rows(X, n_draws, out, gen=gen, noise=noise)
+            return out
+        ess = np.empty(X.shape[0])
+        self._fill_rows(X, n_draws, out, ess=ess)
+        redo = np.flatnonzero(ess < REFILL_ESS_SHARE * n_draws)
+        if redo.size:
+            again = np.empty((redo.size, out.shape[1]), dtype=X.dtype)
+            self._fill_rows(X[redo], REFILL_FACTOR * n_draws, again)
+            out[redo] = again
+        return out
+
+    def _fill_rows(self, X, n_draws, out, gen=None, noise=True, ess=None):
+        """One pass of :meth:`_fill_missing` with ``K = n_draws``, into
+        ``out``; the effective sample size of each row's weights into
+        ``ess`` when given."""
         arch = self._architecture()
         theta = self._params_for(X.dtype)
         params = arch.likelihood_params(theta)
-        out = np.empty((X.shape[0], arch.n_features), dtype=X.dtype)
         k = arch.latent_dim
         pool = (
             None
@@ -101,31 +120,26 @@ class BaseVAE(BaseAutoencoder):
             batch = as_batch(self._to_batch(C))
             if batch.mask is None:
                 out[rows] = batch.targets
+                if ess is not None:
+                    ess[rows] = n_draws
                 return
             if gen is None:
                 eps = row_keyed_normal(C, self._score_seed, n_draws, k, X.dtype, pool)
             else:
                 eps = gen.standard_normal((n_draws, C.shape[0], k), dtype=X.dtype)
             log_w, dec_out = arch.log_weights(theta, batch, eps)
+            if gen is not None:
+                out[rows] = _resample(arch, params, batch, dec_out, log_w, gen, noise)
+                return
             w = np.exp(log_w - logsumexp(log_w, axis=0))
-            if gen is None:
-                values = arch.table.expectation(dec_out, params, w[..., None])
-            else:
-                # one draw of k per row with probability w_k
-                cum = np.cumsum(w, axis=0)
-                u = gen.random(C.shape[0]) * cum[-1]
-                pick = np.minimum(np.sum(cum < u, axis=0), n_draws - 1)
-                chosen = dec_out[pick, np.arange(C.shape[0])]
-                if noise:
-                    values = arch.table.sample(chosen, params, gen)
-                else:
-                    values = arch.table.mean(chosen, params)
+            if ess is not None:
+                ess[rows] = 1.0 / np.sum(np.square(w, dtype=np.float64), axis=0)
+            values = arch.table.expectation(dec_out, params, w[..., None])
             out[rows] = np.where(batch.mask > 0, batch.targets, values)
 
         self._for_chunks(
             fill, X.shape[0], self._widest(), draws=n_draws, in_order=gen is not None
         )
-        return out
 
     def _draw_given(self, X, n_draws, gen, noise=True, prior_share=0.5):
         """One draw of the missing cells of each row given its observed ones.
@@ -409,6 +423,12 @@ def _resample(arch, params, batch, dec_out, log_w, gen, noise):
 
 #: Draws from the encoder's posterior among which ``sample(conditions=...)``
 #: resamples each row's code.
+#: In ``_fill_missing``, a row whose importance weights have an effective
+#: sample size below this share of the draws is filled again from
+#: ``REFILL_FACTOR`` times as many draws.
+REFILL_ESS_SHARE = 0.2
+REFILL_FACTOR = 10
+
 CONDITION_DRAWS = 100
 
 #: Share of those draws taken from the prior (a defensive mixture proposal).

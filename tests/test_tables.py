@@ -357,6 +357,49 @@ def test_imputer_sample_posterior_draws_differ_and_reproduce():
     np.testing.assert_array_equal(c.transform(X), c.transform(X))
 
 
+def test_imputer_refills_rows_whose_weights_rest_on_few_draws(monkeypatch):
+    # a row whose K importance weights have a small effective sample size is
+    # filled again from REFILL_FACTOR * K draws: exactly those rows change,
+    # each to its value from the larger set, and the values move towards the
+    # limit of many draws
+    import skvae._vae as vae_module
+
+    rng = np.random.default_rng(1)
+    Z = rng.normal(size=(400, 2))
+    X = np.tanh(Z @ rng.normal(size=(2, 5))) + 0.1 * rng.normal(size=(400, 5))
+    X[rng.random(X.shape) < 0.3] = np.nan
+    imp = VAEImputer(random_state=0, max_iter=60, n_importance_samples=20).fit(X)
+    C = imp._check_X(X, reset=False)
+    width = imp._architecture().n_features
+
+    def one_pass(n_draws):
+        out, ess = np.empty((C.shape[0], width)), np.empty(C.shape[0])
+        imp._fill_rows(C, n_draws, out, ess=ess)
+        return out, ess
+
+    single, ess = one_pass(20)
+    larger, _ = one_pass(20 * vae_module.REFILL_FACTOR)
+    limit, _ = one_pass(4000)
+    filled = imp._fill_missing(C, 20)
+    low = ess < vae_module.REFILL_ESS_SHARE * 20
+    assert 0 < low.sum() < C.shape[0]
+    # (equal up to rounding: a product's bits may depend on the chunk's shape)
+    np.testing.assert_allclose(filled[low], larger[low], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(filled[~low], single[~low], rtol=1e-12, atol=1e-12)
+    # the refill is per row: the same rows alone give the same values
+    np.testing.assert_allclose(
+        imp._fill_missing(C[low][:7], 20), filled[low][:7], rtol=1e-12, atol=1e-12
+    )
+    # the refilled rows are much nearer the many-draw limit than after one
+    # pass of K draws (their Monte Carlo error is the largest)
+    hidden = np.isnan(C) & low[:, None]
+    err_single = np.mean((single - limit)[hidden] ** 2)
+    err_filled = np.mean((filled - limit)[hidden] ** 2)
+    assert err_filled < 0.3 * err_single
+    monkeypatch.setattr(vae_module, "REFILL_ESS_SHARE", 0.0)
+    np.testing.assert_allclose(imp._fill_missing(C, 20), single, rtol=1e-12, atol=0)
+
+
 def test_imputer_missing_values_placeholder_and_indicator():
     X = np.random.default_rng(0).normal(size=(80, 3))
     X[::5, 1] = -1.0
