@@ -172,6 +172,24 @@ def test_offset_is_the_exact_quantile_of_all_training_scores(
     assert est.offset_ == expected
 
 
+
+def test_detector_refits_its_variances_as_in_memory(client, data, monkeypatch):
+    # the closed-form refit at the end of fit, on the rows the in-memory
+    # refit picks from all the training rows (here a sample across blocks)
+    import skvae._anomaly as anomaly
+
+    Xn, X = data
+    monkeypatch.setattr(anomaly, "_REFIT_ROWS", 700)
+    est = skd.DaskVAEAnomalyDetector(contamination=0.05, **FIT).fit(X)
+    monkeypatch.setattr(anomaly, "_REFIT_VARIANCE", False)
+    as_trained = skd.DaskVAEAnomalyDetector(contamination=0.05, **FIT).fit(X)
+    assert not np.allclose(est.params_, as_trained.params_)
+    model = as_trained.to_local()
+    model._refit_variances(model._check_X(Xn, reset=False))
+    np.testing.assert_allclose(est.params_, model.params_, rtol=1e-12, atol=0)
+    # the offset comes from the scores of the refitted model
+    assert est.offset_ == np.percentile(est.to_local().score_samples(Xn), 5)
+
 def test_fitted_statistics_of_the_codes(fitted, data):
     Xn, _ = data
     vae, ae = fitted["vae"], fitted["ae"]

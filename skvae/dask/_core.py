@@ -34,7 +34,7 @@ import numpy as np
 from sklearn.impute import MissingIndicator
 from sklearn.utils import check_random_state
 
-from .. import _columns
+from .. import _anomaly, _columns
 from .._base import TrainingDivergedError
 from .._columns import _ROBUST_MIN_STD_FRACTION
 from .._objectives import Batch
@@ -459,6 +459,40 @@ def set_latent_statistics(model, moments):
     else:
         model.latent_mean_variance_ = np.diag(cov).copy()
         model.active_units_ = np.flatnonzero(model.latent_mean_variance_ > 0.01)
+
+
+def refits_variances(model):
+    """Whether ``fit`` ends with the detector's closed-form variance refit."""
+    return hasattr(model, "_refit_variances") and _anomaly._REFIT_VARIANCE
+
+
+def refit_positions(model, rows):
+    """For the detector's variance refit: per block, the positions of the
+    rows it uses, the same rows the in-memory refit picks from the
+    concatenated training rows (all of them, or ``_REFIT_ROWS`` chosen with
+    the model's score seed)."""
+    n = int(sum(rows))
+    picked = np.arange(n)
+    if n > _anomaly._REFIT_ROWS:
+        rng = np.random.default_rng(model._score_seed)
+        picked = np.sort(rng.choice(n, _anomaly._REFIT_ROWS, replace=False))
+    starts = np.concatenate([[0], np.cumsum(rows)])
+    return [
+        picked[(picked >= a) & (picked < b)] - a
+        for a, b in zip(starts[:-1], starts[1:])
+    ]
+
+
+def refit_rows(model, block, positions):
+    """Codes of the rows ``positions`` of a block."""
+    return validated(model, block)[positions]
+
+
+def refit_variances(model, parts):
+    """The detector's closed-form variance refit on the gathered rows."""
+    parts = [p for p in parts if p.shape[0]]
+    if parts:
+        model._refit_variances(np.concatenate(parts))
 
 
 def block_raw_scores(model, block):

@@ -241,7 +241,7 @@ class _DaskEstimator(BaseEstimator):
             raise ValueError(f"Found {n_rows} row(s); fit needs at least 2.")
         gen = _core.start_training(model, n_rows, model.n_features_in_, dtype)
         _train(client, model, blocks, rows, gen)
-        _after_fit(client, model, blocks)
+        _after_fit(client, model, blocks, rows)
         self._after_columns(model, n_obs, n_rows)
         self._set_fitted(model)
         return self
@@ -745,8 +745,19 @@ def _train(client, model, blocks, rows, gen):
         )
 
 
-def _after_fit(client, model, blocks):
+def _after_fit(client, model, blocks, rows):
     """The fitted statistics of the training rows, over all the blocks."""
+    if _core.refits_variances(model):
+        # the decoder's variances refitted as in memory, on the same rows
+        # (at most _REFIT_ROWS of them, gathered to the client)
+        positions = _core.refit_positions(model, rows)
+        model_f = client.scatter(model, broadcast=True, hash=False)
+        parts = [
+            dask.delayed(_core.refit_rows)(model_f, b, p)
+            for b, p in zip(blocks, positions)
+            if p.size
+        ]
+        _core.refit_variances(model, client.compute(parts, sync=True))
     model_f = client.scatter(model, broadcast=True, hash=False)
     parts = [dask.delayed(_core.block_latent_moments)(model_f, b) for b in blocks]
     moments = client.compute(
@@ -870,7 +881,9 @@ class DaskVAEAnomalyDetector(_DaskEstimator):
     -----
     ``offset_`` comes from the scores of all the training rows: an exact
     distributed percentile (the scores are held on the workers, one value
-    per row, while it is computed).
+    per row, while it is computed). The decoder's variances are refitted at
+    the end of ``fit`` as in memory, on at most 10000 training rows picked
+    across the blocks.
     """
     )
     _local_class = VAEAnomalyDetector
