@@ -172,7 +172,6 @@ def test_offset_is_the_exact_quantile_of_all_training_scores(
     assert est.offset_ == expected
 
 
-
 def test_detector_refits_its_variances_as_in_memory(client, data, monkeypatch):
     # the closed-form refit at the end of fit, on the rows the in-memory
     # refit picks from all the training rows (here a sample across blocks)
@@ -189,6 +188,7 @@ def test_detector_refits_its_variances_as_in_memory(client, data, monkeypatch):
     np.testing.assert_allclose(est.params_, model.params_, rtol=1e-12, atol=0)
     # the offset comes from the scores of the refitted model
     assert est.offset_ == np.percentile(est.to_local().score_samples(Xn), 5)
+
 
 def test_fitted_statistics_of_the_codes(fitted, data):
     Xn, _ = data
