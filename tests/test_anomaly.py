@@ -86,10 +86,11 @@ def test_offset_holds_on_new_rows_of_small_data(monkeypatch):
     params = dict(
         contamination=0.05, hidden_layer_sizes=(128, 128), max_iter=300, random_state=0
     )
-    # the model this test was written for: variances as trained. With the
-    # variance refit, this overfitted network flagged 4.3-11.2 % of the new
-    # rows over random_state 0-5 (mean 7.7 %; 2.8-9.5 %, mean 5.6 %,
-    # without), against a 5 % quantile of 60 held-out rows
+    # the model this test was written for: variances as trained. Over
+    # random_state 0-23 this network flagged 6.1 % of the new rows on average
+    # with the variance refit and 5.9 % without, but single runs scatter by
+    # 2-3 points either way (a 5 % quantile of 60 held-out rows); with the
+    # refit, random_state=0 happens to flag 8.2 %
     monkeypatch.setattr(anomaly, "_REFIT_VARIANCE", False)
     flagged = {}
     for fraction in (0.0, 0.2):
