@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.mixture import GaussianMixture
@@ -327,6 +328,65 @@ class QuantileSkvaeSynth(SkvaeSynth):
         return out
 
 
+class JitteredScores:
+    """Normal scores of one column with ties spread out: a value held by
+    many rows (a spike, exact zeros, an integer count) maps to scores drawn
+    uniformly over its whole probability interval ``[F(x-), F(x)]`` instead
+    of one point, so the scores of the training rows are exactly standard
+    normal (the distributional transform); ``inverse`` maps a score back to
+    the training value whose interval holds its probability."""
+
+    def fit(self, values):
+        self.values = np.sort(np.asarray(values, dtype=float))
+        return self
+
+    def transform(self, values, rng):
+        v = np.asarray(values, dtype=float)
+        n = self.values.size
+        lo = np.searchsorted(self.values, v, side="left") / n
+        hi = np.searchsorted(self.values, v, side="right") / n
+        u = lo + (hi - lo) * rng.random(v.shape)
+        # missing values stay missing
+        return np.where(np.isnan(v), np.nan, norm.ppf(np.clip(u, 0.5 / n, 1 - 0.5 / n)))
+
+    def inverse(self, scores):
+        u = norm.cdf(np.asarray(scores, dtype=float))
+        n = self.values.size
+        return self.values[np.clip(np.ceil(u * n).astype(int) - 1, 0, n - 1)]
+
+
+class JitteredSkvaeSynth(QuantileSkvaeSynth):
+    """As ``QuantileSkvaeSynth``, with :class:`JitteredScores`: the scores
+    of a tied value are spread over its interval, so the Gaussian decoder
+    sees no point masses, and every sampled score inside a value's interval
+    comes back as that exact value."""
+
+    def fit(self, df, seed):
+        rng = np.random.default_rng(seed)
+        self.scores = {}
+        df = df.copy()
+        for c in self.columns:
+            values = df[c].to_numpy(dtype=float)
+            self.scores[c] = JitteredScores().fit(values[np.isfinite(values)])
+            df[c] = self.scores[c].transform(values, rng)
+        return SkvaeSynth.fit(self, df, seed)
+
+    def sample(self, n, seed=0, conditions=None):
+        if conditions:
+            # a condition on a transformed column: the middle of its interval
+            conditions = dict(conditions)
+            for c in set(conditions) & set(self.scores):
+                v = np.asarray(conditions[c], dtype=float)
+                s = self.scores[c]
+                lo = np.searchsorted(s.values, v, side="left") / s.values.size
+                hi = np.searchsorted(s.values, v, side="right") / s.values.size
+                conditions[c] = norm.ppf(np.clip((lo + hi) / 2, 1e-6, 1 - 1e-6))
+        out = SkvaeSynth.sample(self, n, seed, conditions)
+        for c in self.columns:
+            out[c] = self.scores[c].inverse(out[c].to_numpy(dtype=float))
+        return out
+
+
 #: Columns that the "skvae quantile" variant models on their normal scores:
 #: shapes no likelihood of the table fits (Adult's hours per week, a third of
 #: the rows at 40; fnlwgt, skewed on the log scale too).
@@ -462,6 +522,12 @@ def _methods(skvae, name, quick, with_sdv, args=None):
             skvae, params, SUPPORT_LIKELIHOODS[name], QUANTILE_COLUMNS[name]
         ),
         "skvae all-quantile aggregate": lambda: QuantileSkvaeSynth(
+            skvae,
+            params,
+            SUPPORT_LIKELIHOODS[name],
+            list(SUPPORT_LIKELIHOODS[name]),
+        ),
+        "skvae all-jittered aggregate": lambda: JitteredSkvaeSynth(
             skvae,
             params,
             SUPPORT_LIKELIHOODS[name],
