@@ -8,7 +8,7 @@ holds (the held-out real rows), against which everything is scored:
 
 * SDMetrics ``QualityReport`` scores: column shapes, column pair trends and
   overall (with ``sdmetrics`` when installed, else the same scores computed as
-  SDMetrics defines them, in ``_quality.py``);
+  SDMetrics 0.32 computes them, in ``_quality.py``);
 * train on synthetic, test on real: ``HistGradientBoostingClassifier`` fitted
   on the synthetic rows predicts a target column of the held-out real rows
   (penguins: ``species``; Adult: ``sex``, because the HI-VAE Adult table has
@@ -28,8 +28,10 @@ skvae variants: ``gaussian`` (every numeric column Gaussian), ``support``
 aggregate`` (the same, sampled with ``latent="aggregate"``), ``quantile
 aggregate`` (the columns of ``QUANTILE_COLUMNS`` replaced by their normal
 scores before ``fit`` and mapped back after ``sample``), ``all-quantile
-aggregate`` (every numeric column so) and ``support mask0.2`` (random masking
-of cells in training). ``--draws D`` scores D synthetic draws of each fitted
+aggregate`` (every numeric column so), ``all-jittered aggregate`` (every
+numeric column replaced by jittered normal scores, ``JitteredScores``: tied
+values spread over their probability interval) and ``support mask0.2``
+(random masking of cells in training). ``--draws D`` scores D synthetic draws of each fitted
 generator and averages their scores (one draw of a few hundred rows is a
 noisy score); ``--sdv-epochs`` sets TVAE's and CTGAN's epochs (300).
 
