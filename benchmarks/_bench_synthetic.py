@@ -31,9 +31,10 @@ scores before ``fit`` and mapped back after ``sample``), ``all-quantile
 aggregate`` (every numeric column so), ``all-jittered aggregate`` (every
 numeric column replaced by jittered normal scores, ``JitteredScores``: tied
 values spread over their probability interval) and ``support mask0.2``
-(random masking of cells in training). ``--draws D`` scores D synthetic draws of each fitted
-generator and averages their scores (one draw of a few hundred rows is a
-noisy score); ``--sdv-epochs`` sets TVAE's and CTGAN's epochs (300).
+(random masking of cells in training). ``--draws D`` scores D synthetic
+draws of each fitted generator and averages their scores (one draw of a few
+hundred rows is a noisy score); ``--sdv-epochs`` sets TVAE's and CTGAN's
+epochs (300).
 
 Anchors: independent marginals (each column resampled on its own from the
 training half), ``GaussianMixture`` on z-scores + one-hot with arg-max
