@@ -190,6 +190,27 @@ def test_detector_refits_its_variances_as_in_memory(client, data, monkeypatch):
     assert est.offset_ == np.percentile(est.to_local().score_samples(Xn), 5)
 
 
+def test_aggregate_posterior_as_in_memory(client, data, monkeypatch):
+    # the posteriors of the rows the in-memory fit stores (here a sample of
+    # them, picked across blocks), so that sample(latent="aggregate") works
+    import skvae._vae as vae_module
+
+    Xn, X = data
+    monkeypatch.setattr(vae_module, "AGGREGATE_ROWS", 600)
+    est = skd.DaskVAETransformer(latent_dim=2, **FIT).fit(X)
+    local = est.to_local()
+    mean, var = local._posteriors(local._check_X(Xn, reset=False))
+    keep = np.sort(
+        np.random.default_rng(local._score_seed).choice(len(Xn), 600, replace=False)
+    )
+    assert est.latent_posterior_mean_.shape == (600, 2)
+    np.testing.assert_allclose(est.latent_posterior_mean_, mean[keep], rtol=1e-10)
+    np.testing.assert_allclose(est.latent_posterior_var_, var[keep], rtol=1e-10)
+    rows = np.asarray(est.sample(50, random_state=0, latent="aggregate"))
+    assert rows.shape == (50, Xn.shape[1]) and np.all(np.isfinite(rows))
+    local.sample(5, random_state=0, latent="aggregate")
+
+
 def test_fitted_statistics_of_the_codes(fitted, data):
     Xn, _ = data
     vae, ae = fitted["vae"], fitted["ae"]

@@ -34,7 +34,7 @@ import numpy as np
 from sklearn.impute import MissingIndicator
 from sklearn.utils import check_random_state
 
-from .. import _anomaly, _columns
+from .. import _anomaly, _columns, _vae
 from .._base import TrainingDivergedError
 from .._columns import _ROBUST_MIN_STD_FRACTION
 from .._objectives import Batch
@@ -466,21 +466,50 @@ def refits_variances(model):
     return hasattr(model, "_refit_variances") and _anomaly._REFIT_VARIANCE
 
 
-def refit_positions(model, rows):
-    """For the detector's variance refit: per block, the positions of the
-    rows it uses, the same rows the in-memory refit picks from the
-    concatenated training rows (all of them, or ``_REFIT_ROWS`` chosen with
-    the model's score seed)."""
+def row_positions(seed, rows, limit):
+    """Per block, the positions of the rows an in-memory method that keeps
+    at most ``limit`` of all the rows (chosen with
+    ``default_rng(seed).choice``, sorted) would pick from their
+    concatenation; ``rows`` holds the blocks' numbers of rows."""
     n = int(sum(rows))
     picked = np.arange(n)
-    if n > _anomaly._REFIT_ROWS:
-        rng = np.random.default_rng(model._score_seed)
-        picked = np.sort(rng.choice(n, _anomaly._REFIT_ROWS, replace=False))
+    if n > limit:
+        rng = np.random.default_rng(seed)
+        picked = np.sort(rng.choice(n, limit, replace=False))
     starts = np.concatenate([[0], np.cumsum(rows)])
     return [
         picked[(picked >= a) & (picked < b)] - a
         for a, b in zip(starts[:-1], starts[1:])
     ]
+
+
+def refit_positions(model, rows):
+    """For the detector's variance refit: the rows the in-memory refit picks
+    (all, or ``_REFIT_ROWS`` chosen with the model's score seed)."""
+    return row_positions(model._score_seed, rows, _anomaly._REFIT_ROWS)
+
+
+def stores_aggregate(model):
+    """Whether ``fit`` stores the aggregate posterior (the VAEs)."""
+    return hasattr(model, "_posteriors")
+
+
+def aggregate_positions(model, rows):
+    """The training rows whose posteriors make the aggregate posterior, as
+    in memory (all, or ``AGGREGATE_ROWS`` chosen with the score seed)."""
+    return row_positions(model._score_seed, rows, _vae.AGGREGATE_ROWS)
+
+
+def block_posteriors(model, block, positions):
+    """Encoder posteriors ``(mean, var)`` of the rows ``positions`` of a block."""
+    return model._posteriors(validated(model, block)[positions])
+
+
+def set_aggregate(model, parts):
+    """``latent_posterior_mean_`` and ``latent_posterior_var_`` from the
+    gathered :func:`block_posteriors`."""
+    model.latent_posterior_mean_ = np.concatenate([m for m, _ in parts])
+    model.latent_posterior_var_ = np.concatenate([v for _, v in parts])
 
 
 def refit_rows(model, block, positions):

@@ -745,25 +745,36 @@ def _train(client, model, blocks, rows, gen):
         )
 
 
+def _gather(client, model, fn, blocks, positions):
+    """``fn(model, block, positions)`` on the workers for every block with
+    rows in ``positions``, the results gathered to the client in order."""
+    model_f = client.scatter(model, broadcast=True, hash=False)
+    parts = [
+        dask.delayed(fn)(model_f, b, p) for b, p in zip(blocks, positions) if p.size
+    ]
+    return client.compute(parts, sync=True)
+
+
 def _after_fit(client, model, blocks, rows):
     """The fitted statistics of the training rows, over all the blocks."""
     if _core.refits_variances(model):
         # the decoder's variances refitted as in memory, on the same rows
         # (at most _REFIT_ROWS of them, gathered to the client)
         positions = _core.refit_positions(model, rows)
-        model_f = client.scatter(model, broadcast=True, hash=False)
-        parts = [
-            dask.delayed(_core.refit_rows)(model_f, b, p)
-            for b, p in zip(blocks, positions)
-            if p.size
-        ]
-        _core.refit_variances(model, client.compute(parts, sync=True))
+        parts = _gather(client, model, _core.refit_rows, blocks, positions)
+        _core.refit_variances(model, parts)
     model_f = client.scatter(model, broadcast=True, hash=False)
     parts = [dask.delayed(_core.block_latent_moments)(model_f, b) for b in blocks]
     moments = client.compute(
         tree_reduce(parts, _core.merge_latent_moments, dask.delayed), sync=True
     )
     _core.set_latent_statistics(model, moments)
+    if _core.stores_aggregate(model):
+        # the aggregate posterior for sample(latent="aggregate"): the
+        # posteriors of the rows the in-memory fit would store, gathered
+        positions = _core.aggregate_positions(model, rows)
+        parts = _gather(client, model, _core.block_posteriors, blocks, positions)
+        _core.set_aggregate(model, parts)
     if isinstance(model, VAEAnomalyDetector):
         # log p(x_obs) of every row (held on the workers), the mean per
         # observed cell, then the scores and their exact percentiles
