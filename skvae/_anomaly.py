@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import _validate_hidden_layer_sizes
 from ._objectives import as_batch
-from ._vae import _SHARED_ATTRIBUTES, _SHARED_PARAMETERS, BaseVAE
+from ._vae import _SHARED_ATTRIBUTES, _SHARED_PARAMETERS, BaseVAE, row_subsample
 
 _AUTO_DOCS = {
     "hidden_layer_sizes": """hidden_layer_sizes : "auto" or tuple of int, default="auto"
@@ -434,9 +434,9 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
     def _refit_variances(self, X):
         """Set the learned Gaussian variances from the training rows (codes);
         see ``_REFIT_VARIANCE``."""
-        if X.shape[0] > _REFIT_ROWS:
-            rng = np.random.default_rng(self._score_seed)
-            X = X[np.sort(rng.choice(X.shape[0], _REFIT_ROWS, replace=False))]
+        keep = row_subsample(X.shape[0], _REFIT_ROWS, self._score_seed)
+        if keep is not None:
+            X = X[keep]
         batch = self._to_batch(X)
         self.params_ = _refit_variances(
             self._architecture(),

@@ -348,9 +348,8 @@ class BaseVAE(BaseAutoencoder):
         # the aggregate posterior, for sample(latent="aggregate"): the
         # posteriors of at most AGGREGATE_ROWS training rows, a subsample
         # keyed by the model's seed
-        if mean.shape[0] > AGGREGATE_ROWS:
-            rng = np.random.default_rng(self._score_seed)
-            keep = np.sort(rng.choice(mean.shape[0], AGGREGATE_ROWS, replace=False))
+        keep = row_subsample(mean.shape[0], AGGREGATE_ROWS, self._score_seed)
+        if keep is not None:
             mean, var = mean[keep], var[keep]
         self.latent_posterior_mean_ = mean
         self.latent_posterior_var_ = var
@@ -398,6 +397,18 @@ class BaseVAE(BaseAutoencoder):
         return out
 
 
+def row_subsample(n, limit, seed):
+    """Sorted positions of ``limit`` of ``n`` rows drawn with the seed
+    ``seed``, or None when ``n <= limit`` (keep them all). The fitted
+    statistics computed on at most so many training rows (the aggregate
+    posterior, the detector's variance refit) pick their rows with it, in
+    memory and in ``skvae.dask``."""
+    if n <= limit:
+        return None
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, limit, replace=False))
+
+
 def _resample(arch, params, batch, dec_out, log_w, gen, noise):
     """Sampling importance resampling of decoded draws.
 
@@ -421,14 +432,14 @@ def _resample(arch, params, batch, dec_out, log_w, gen, noise):
     return np.where(batch.mask > 0, batch.targets, values)
 
 
-#: Draws from the encoder's posterior among which ``sample(conditions=...)``
-#: resamples each row's code.
 #: In ``_fill_missing``, a row whose importance weights have an effective
 #: sample size below this share of the draws is filled again from
 #: ``REFILL_FACTOR`` times as many draws.
 REFILL_ESS_SHARE = 0.2
 REFILL_FACTOR = 10
 
+#: Draws from the encoder's posterior among which ``sample(conditions=...)``
+#: resamples each row's code.
 CONDITION_DRAWS = 100
 
 #: Share of those draws taken from the prior (a defensive mixture proposal).

@@ -467,15 +467,13 @@ def refits_variances(model):
 
 
 def row_positions(seed, rows, limit):
-    """Per block, the positions of the rows an in-memory method that keeps
-    at most ``limit`` of all the rows (chosen with
-    ``default_rng(seed).choice``, sorted) would pick from their
-    concatenation; ``rows`` holds the blocks' numbers of rows."""
+    """Per block, the positions of the rows that ``row_subsample`` picks
+    from the concatenation of the blocks (all of them, or ``limit``);
+    ``rows`` holds the blocks' numbers of rows."""
     n = int(sum(rows))
-    picked = np.arange(n)
-    if n > limit:
-        rng = np.random.default_rng(seed)
-        picked = np.sort(rng.choice(n, limit, replace=False))
+    picked = _vae.row_subsample(n, limit, seed)
+    if picked is None:
+        picked = np.arange(n)
     starts = np.concatenate([[0], np.cumsum(rows)])
     return [
         picked[(picked >= a) & (picked < b)] - a
