@@ -974,6 +974,10 @@ class BaseAutoencoder(
     def _decode(self, Z, gen=None):
         """Codes -> rows in the user's columns: the decoder's mean, or with a
         generator ``gen`` one draw from p(x | z)."""
+        return self._from_internal(self._decode_internal(Z, gen))
+
+    def _decode_internal(self, Z, gen=None):
+        """As :meth:`_decode`, in the internal order and scaling."""
         arch = self._architecture()
         theta = self._params_for(Z.dtype)
         out = np.empty((Z.shape[0], arch.n_features), dtype=Z.dtype)
@@ -986,7 +990,7 @@ class BaseAutoencoder(
 
         # draws come from one generator, in order
         self._for_chunks(decode, Z.shape[0], self._widest(), in_order=gen is not None)
-        return self._from_internal(out)
+        return out
 
     def transform(self, X):
         """Encode ``X`` to the latent space.

@@ -17,7 +17,10 @@ and what the network sees lives here, as small functions of plain data:
   encoder inputs (numeric values, one-hot levels, missingness indicators),
   likelihood targets and the mask of observed cells;
 - :func:`from_internal` maps values in the internal order back to the
-  user's columns (an array, or a DataFrame with the training dtypes).
+  user's columns (an array, or a DataFrame with the training dtypes);
+- :func:`column_quantiles` and :func:`match_marginal` give sampled values
+  the training columns' marginal distributions
+  (``sample(marginals="training")``).
 
 The fitted description of the columns is a plain dict (``layout``), so a
 fitted estimator still pickles to NumPy arrays and Python values only.
@@ -825,13 +828,13 @@ def from_internal(V, layout, mean, scale, frame=None):
     numeric_levels = all(c.dtype.kind in "biuf" for c in levels)
     result = out if numeric_levels else out.astype(object)
     for j, cats in zip(cat_cols, levels):
-        codes = np.clip(np.rint(V[:, _internal_position(layout, j)]), 0, None)
+        codes = np.clip(np.rint(V[:, internal_position(layout, j)]), 0, None)
         codes = np.minimum(codes.astype(np.intp), max(len(cats) - 1, 0))
         result[:, j] = cats[codes] if len(cats) else np.nan
     return result
 
 
-def _internal_position(layout, j):
+def internal_position(layout, j):
     return int(np.flatnonzero(layout["order"] == j)[0])
 
 
@@ -877,3 +880,82 @@ def _to_frame(values, layout, frame):
                 pass
             data[name] = series
     return pd.DataFrame(data, columns=frame["columns"])
+
+
+#: Quantile levels stored per numeric column for ``sample(marginals="training")``.
+MARGINAL_LEVELS = 1000
+
+
+def column_quantiles(C, is_categorical, n_levels=MARGINAL_LEVELS):
+    """Quantiles of the observed values of each numeric column.
+
+    Parameters
+    ----------
+    C : ndarray or CSR matrix of shape (n_rows, n_features)
+        Rows as codes (NaN on missing cells).
+    is_categorical : ndarray of bool of shape (n_features,)
+        Categorical columns get a row of NaN.
+    n_levels : int
+        Levels stored: ``L = min(n_levels, n_rows)``.
+
+    Returns
+    -------
+    quantiles : ndarray of shape (n_features, L), float64
+        The column's quantiles at levels ``(i + 0.5) / L`` by the inverted
+        empirical CDF, so each is one of the column's values (with ``L`` equal
+        to the number of rows and no missing cell, its sorted values). A
+        column without an observed value has a row of NaN.
+    """
+    n, d = C.shape
+    L = max(1, min(int(n_levels), n))
+    out = np.full((d, L), np.nan)
+    levels = (np.arange(L) + 0.5) / L
+    for j in np.flatnonzero(~np.asarray(is_categorical, dtype=bool)):
+        col = C[:, [j]].toarray().ravel() if sp.issparse(C) else C[:, j]
+        values = np.sort(np.asarray(col, dtype=np.float64)[~np.isnan(col)])
+        if values.size:
+            # inverted CDF: the smallest value whose empirical CDF reaches p
+            pick = np.ceil(levels * values.size).astype(np.intp) - 1
+            out[j] = values[np.clip(pick, 0, values.size - 1)]
+    return out
+
+
+def match_marginal(values, reference, quantiles, rng):
+    """Values mapped monotonically onto the distribution of ``quantiles``.
+
+    Each value's probability under the empirical distribution of
+    ``reference`` (draws from the same distribution as ``values``; ties
+    split at random, the distributional transform) is mapped through the
+    piecewise-linear quantile function through ``quantiles`` (stored by
+    :func:`column_quantiles` at levels ``(i + 0.5) / L``). Values keep their
+    order, so the joint ranks of several columns mapped so are those of the
+    draws. When every quantile is a whole number (counts, ages, amounts in
+    whole units), the results are rounded to whole numbers.
+
+    Parameters
+    ----------
+    values, reference : ndarray of shape (n,) and (m,)
+    quantiles : ndarray of shape (L,)
+        NaN when the column had no observed value: ``values`` are returned.
+    rng : numpy.random.Generator
+        For the ties.
+
+    Returns
+    -------
+    mapped : ndarray of shape (n,), float64
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if np.isnan(quantiles).any():
+        return values
+    ref = np.sort(np.asarray(reference, dtype=np.float64))
+    lo = np.searchsorted(ref, values, side="left")
+    hi = np.searchsorted(ref, values, side="right")
+    u = (lo + (hi - lo) * rng.random(values.shape)) / ref.size
+    L = quantiles.size
+    t = np.clip(u * L - 0.5, 0, L - 1)
+    i0 = np.floor(t).astype(np.intp)
+    i1 = np.minimum(i0 + 1, L - 1)
+    mapped = quantiles[i0] + (t - i0) * (quantiles[i1] - quantiles[i0])
+    if np.all(quantiles == np.round(quantiles)):
+        mapped = np.round(mapped)
+    return mapped

@@ -229,6 +229,7 @@ class BaseVAE(BaseAutoencoder):
         noise=False,
         conditions=None,
         latent="prior",
+        marginals="model",
     ):
         """Generate rows from the model: decode draws from the prior ``N(0, I)``.
 
@@ -283,6 +284,21 @@ class BaseVAE(BaseAutoencoder):
             ``conditions``, the codes are resampled from these draws with
             weights ``p(x_cond | z)`` instead (sampling importance
             resampling with the aggregate posterior as proposal and prior).
+        marginals : {"model", "training"}, default="model"
+            The distribution of each numeric column. ``"model"``: the model's
+            own. ``"training"``: each numeric column that ``conditions`` does
+            not set is mapped through the increasing function that turns the
+            model's marginal distribution of that column into the training
+            column's, so every column follows the training data's marginal
+            (its spikes, zeros, skew and range, from the 1000 quantiles in
+            ``feature_quantiles_``) while the rows keep the model's ranks,
+            hence its dependence between columns (a copula, as in a Gaussian
+            copula synthesizer). The model's marginal is estimated from its
+            own unconditional draws (the returned rows themselves, without
+            ``conditions``, plus unconditional draws up to
+            :data:`MARGINAL_DRAWS` rows, with the same ``noise`` and
+            ``latent``). Columns whose training values are all whole numbers
+            get whole numbers. Categorical columns are not changed.
 
         Returns
         -------
@@ -295,17 +311,61 @@ class BaseVAE(BaseAutoencoder):
         n_samples = check_n_samples(n_samples)
         if latent not in ("prior", "aggregate"):
             raise ValueError(f"latent must be 'prior' or 'aggregate', got {latent!r}.")
-        gen = self._sample_rng(random_state)
-        dtype = self.params_.dtype
-        if conditions is not None:
-            return self._sample_given(n_samples, conditions, gen, noise, latent)
-        if latent == "aggregate":
-            Z = self._aggregate_draws(n_samples, gen).astype(dtype, copy=False)
-        else:
-            Z = gen.standard_normal(
-                (n_samples, self._architecture_["latent_dim"]), dtype=dtype
+        if marginals not in ("model", "training"):
+            raise ValueError(
+                f"marginals must be 'model' or 'training', got {marginals!r}."
             )
-        return self._decode(Z, gen if noise else None)
+        quantiles = getattr(self, "feature_quantiles_", None)
+        if marginals == "training" and quantiles is None:
+            raise ValueError(
+                "marginals='training' needs feature_quantiles_, which this model "
+                "does not have (fitted by an older version); refit it."
+            )
+        gen = self._sample_rng(random_state)
+        given = []
+        if conditions is None:
+            V = self._draws(n_samples, gen, noise, latent)
+        else:
+            C, given = _condition_codes(self, conditions, n_samples, self.params_.dtype)
+            self._check_support(C)
+            if latent == "aggregate":
+                V = self._draw_given_aggregate(C, CONDITION_DRAWS, gen, noise)
+            else:
+                V = self._draw_given(
+                    C, CONDITION_DRAWS, gen, noise, CONDITION_PRIOR_SHARE
+                )
+        out = self._from_internal(V)
+        if marginals == "training":
+            # the reference sample of the model's marginals: unconditional
+            # draws (the rows themselves when they are unconditional)
+            ref = V if conditions is None else V[:0]
+            extra = MARGINAL_DRAWS - ref.shape[0]
+            if extra > 0:
+                ref = np.concatenate([ref, self._draws(extra, gen, noise, latent)])
+            skip = {j for j, _ in given}
+            for j in np.flatnonzero(~self._layout_["is_categorical"]):
+                if j not in skip:
+                    p = _columns.internal_position(self._layout_, j)
+                    mapped = _columns.match_marginal(
+                        V[:, p], ref[:, p], quantiles[j], gen
+                    )
+                    _set_column(out, j, mapped)
+        # the conditioned cells exactly as given (not unscaled and rescaled)
+        for j, values in given:
+            if not self._layout_["is_categorical"][j] or not hasattr(out, "iloc"):
+                _set_column(out, j, values)
+        return out
+
+    def _draws(self, n, gen, noise, latent):
+        """``n`` unconditional rows in the internal order and scaling: codes
+        from the prior or the aggregate posterior, decoded (a draw from
+        ``p(x | z)`` with ``noise``, else its mean)."""
+        dtype = self.params_.dtype
+        if latent == "aggregate":
+            Z = self._aggregate_draws(n, gen).astype(dtype, copy=False)
+        else:
+            Z = gen.standard_normal((n, self._architecture_["latent_dim"]), dtype=dtype)
+        return self._decode_internal(Z, gen if noise else None)
 
     def _aggregate_draws(self, n, gen):
         """``n`` codes from the aggregate posterior of the stored training
@@ -321,25 +381,6 @@ class BaseVAE(BaseAutoencoder):
         std = np.sqrt(self.latent_posterior_var_[pick])
         return mean[pick] + std * gen.standard_normal(std.shape)
 
-    def _sample_given(self, n_samples, conditions, gen, noise, latent="prior"):
-        """Rows carrying ``conditions``, the other cells drawn given them."""
-        C, given = _condition_codes(self, conditions, n_samples, self.params_.dtype)
-        self._check_support(C)
-        if latent == "aggregate":
-            V = self._draw_given_aggregate(C, CONDITION_DRAWS, gen, noise)
-        else:
-            V = self._draw_given(C, CONDITION_DRAWS, gen, noise, CONDITION_PRIOR_SHARE)
-        out = self._from_internal(V)
-        # the conditioned cells exactly as given (not unscaled and rescaled)
-        for j, values in given:
-            if hasattr(out, "iloc"):
-                if not self._layout_["is_categorical"][j]:
-                    column = out.iloc[:, j]
-                    out.iloc[:, j] = np.asarray(values).astype(column.dtype)
-            else:
-                out[:, j] = values
-        return out
-
     def _after_fit(self, X):
         mean, var = self._posteriors(X)
         self.latent_mean_variance_ = mean.astype(np.float64).var(axis=0)
@@ -353,6 +394,11 @@ class BaseVAE(BaseAutoencoder):
             mean, var = mean[keep], var[keep]
         self.latent_posterior_mean_ = mean
         self.latent_posterior_var_ = var
+        # the training marginals, for sample(marginals="training")
+        keep = row_subsample(X.shape[0], MARGINAL_ROWS, self._score_seed)
+        self.feature_quantiles_ = _columns.column_quantiles(
+            X if keep is None else X[keep], self._layout_["is_categorical"]
+        )
 
     def _posteriors(self, X):
         """Mean and variance of the encoder's posterior of each row (codes)."""
@@ -395,6 +441,15 @@ class BaseVAE(BaseAutoencoder):
 
         self._for_chunks(fill, X.shape[0], self._widest(), draws=n_draws, in_order=True)
         return out
+
+
+def _set_column(out, j, values):
+    """Column ``j`` of an ndarray or DataFrame set to ``values`` (cast to
+    the column's dtype in a DataFrame)."""
+    if hasattr(out, "iloc"):
+        out.iloc[:, j] = np.asarray(values).astype(out.iloc[:, j].dtype)
+    else:
+        out[:, j] = values
 
 
 def row_subsample(n, limit, seed):
@@ -444,6 +499,14 @@ CONDITION_DRAWS = 100
 
 #: Share of those draws taken from the prior (a defensive mixture proposal).
 CONDITION_PRIOR_SHARE = 0.5
+
+#: Rows of the reference sample from which ``sample(marginals="training")``
+#: estimates the model's marginal distribution of each numeric column.
+MARGINAL_DRAWS = 20000
+
+#: Training rows (a random subsample of larger training sets) whose
+#: quantiles make up ``feature_quantiles_``.
+MARGINAL_ROWS = 100_000
 
 #: Training rows whose encoder posteriors make up the aggregate posterior of
 #: ``sample(latent="aggregate")`` (a random subsample of larger training sets).
@@ -644,6 +707,13 @@ _SHARED_ATTRIBUTES = """params_ : ndarray
         training rows (of a random 4096 of them for larger training sets,
         and of the last call's rows after ``partial_fit``): the aggregate
         posterior that ``sample(latent="aggregate")`` draws from.
+    feature_quantiles_ : ndarray of shape (n_features_in_, n_levels)
+        Quantiles of each numeric column's training values (NaN rows for
+        categorical columns) at levels ``(i + 0.5) / n_levels``, each one of
+        the column's values, with ``n_levels = min(1000, n_rows)``, from all
+        the training rows or a random 100 000 of them (the last call's rows
+        after ``partial_fit``): the marginals of
+        ``sample(marginals="training")``.
     input_mean_, input_scale_ : ndarray of shape (n_features_in_,)
         The internal standardisation (zeros and ones when off).
     n_features_in_ : int

@@ -211,6 +211,27 @@ def test_aggregate_posterior_as_in_memory(client, data, monkeypatch):
     local.sample(5, random_state=0, latent="aggregate")
 
 
+def test_training_marginals_as_in_memory(client, data, monkeypatch):
+    # the quantiles of the rows the in-memory fit would take (a sample of
+    # them here, picked across blocks), for sample(marginals="training")
+    import skvae._vae as vae_module
+    from skvae._columns import column_quantiles
+
+    Xn, X = data
+    monkeypatch.setattr(vae_module, "MARGINAL_ROWS", 500)
+    est = skd.DaskVAETransformer(latent_dim=2, **FIT).fit(X)
+    local = est.to_local()
+    C = local._check_X(Xn, reset=False)
+    keep = np.sort(
+        np.random.default_rng(local._score_seed).choice(len(Xn), 500, replace=False)
+    )
+    expected = column_quantiles(C[keep], local._layout_["is_categorical"])
+    np.testing.assert_array_equal(est.feature_quantiles_, expected)
+    rows = np.asarray(est.sample(50, random_state=0, marginals="training"))
+    assert rows.shape == (50, Xn.shape[1])
+    assert np.all((rows >= np.nanmin(Xn, 0)) & (rows <= np.nanmax(Xn, 0)))
+
+
 def test_fitted_statistics_of_the_codes(fitted, data):
     Xn, _ = data
     vae, ae = fitted["vae"], fitted["ae"]

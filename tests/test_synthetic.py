@@ -433,3 +433,137 @@ def test_aggregate_samples_keep_the_models_dtype():
     S = vae.sample(20, random_state=0, conditions={1: 0.5}, latent="aggregate")
     assert S.dtype == np.float32
     np.testing.assert_array_equal(S[:, 1], np.float32(0.5))
+
+
+# -- the training marginals (sample(marginals="training")) ------------------------
+
+
+def test_column_quantiles_are_values_of_the_column():
+    import scipy.sparse as sp
+
+    from skvae._columns import column_quantiles
+
+    rng = np.random.default_rng(0)
+    X = np.c_[rng.exponential(size=(50, 2)), rng.integers(0, 3, 50)]
+    X[:5, 0] = np.nan
+    Q = column_quantiles(X, np.array([False, False, True]))
+    assert Q.shape == (3, 50)  # as many levels as rows
+    assert np.isnan(Q[2]).all()  # categorical
+    np.testing.assert_array_equal(Q[1], np.sort(X[:, 1]))
+    # the missing cells are left out: 45 values spread over 50 levels
+    assert set(Q[0]) == set(X[5:, 0]) and np.all(np.diff(Q[0]) >= 0)
+    np.testing.assert_array_equal(
+        column_quantiles(sp.csr_matrix(X[:, 1:2]), [False]), Q[1:2]
+    )
+    big = rng.gamma(2.0, size=(5000, 1))
+    levels = (np.arange(1000) + 0.5) / 1000
+    np.testing.assert_array_equal(
+        column_quantiles(big, [False])[0],
+        np.quantile(big[:, 0], levels, method="inverted_cdf"),
+    )
+
+
+def test_match_marginal_maps_draws_onto_the_quantiles():
+    from skvae._columns import column_quantiles, match_marginal
+
+    rng = np.random.default_rng(0)
+    target = rng.gamma(2.0, size=(5000, 1))
+    q = column_quantiles(target, [False])[0]
+    values, reference = rng.normal(size=3000), rng.normal(size=20000)
+    mapped = match_marginal(values, reference, q, rng)
+    # increasing in the value, and distributed as the target
+    assert np.all(np.diff(mapped[np.argsort(values)]) >= 0)
+    assert stats.ks_2samp(mapped, target[:, 0]).statistic < 0.04
+    assert stats.ks_2samp(values, target[:, 0]).statistic > 0.4
+    # tied draws (a discrete model marginal) onto whole numbers: the ties are
+    # split at random, so the target's shares come back
+    counts = rng.poisson(6.0, size=(4000, 1)).astype(float)
+    q = column_quantiles(counts, [False])[0]
+    draws = rng.poisson(2.0, size=20000).astype(float)
+    mapped = match_marginal(draws[:5000], draws, q, rng)
+    assert np.all(mapped == np.round(mapped)) and set(mapped) <= set(counts[:, 0])
+    for k in range(3, 10):
+        assert abs(np.mean(mapped == k) - np.mean(counts == k)) < 0.02
+    # a column without observed values keeps the draws
+    np.testing.assert_array_equal(
+        match_marginal(values, reference, np.full(10, np.nan), rng), values
+    )
+
+
+@pytest.fixture(scope="module")
+def skewed_model():
+    # a zero-inflated amount, a count and a normal column, related
+    rng = np.random.default_rng(1)
+    n = 1500
+    h = rng.normal(size=n)
+    amount = np.where(
+        rng.random(n) < 0.6, 0.0, np.exp(3 + h + 0.3 * rng.normal(size=n))
+    )
+    count = rng.poisson(np.exp(1 + 0.5 * h))
+    X = np.c_[amount, count, h + 0.5 * rng.normal(size=n)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae = VAETransformer(
+            hidden_layer_sizes=(32,), latent_dim=2, max_iter=150, random_state=0
+        ).fit(X)
+    return vae, X
+
+
+def test_training_marginals_follow_the_training_columns(skewed_model):
+    vae, X = skewed_model
+    kw = dict(random_state=0, noise=True, latent="aggregate")
+    own = vae.sample(3000, **kw)
+    S = vae.sample(3000, marginals="training", **kw)
+    ks_own = [stats.ks_2samp(own[:, j], X[:, j]).statistic for j in range(3)]
+    ks = [stats.ks_2samp(S[:, j], X[:, j]).statistic for j in range(3)]
+    # the Gaussian decoder smears the zeros and the counts; the mapped
+    # columns have them, and whole numbers where the training column has
+    assert ks_own[0] > 0.2 and ks_own[1] > 0.05
+    assert max(ks) < 0.04
+    assert abs(np.mean(S[:, 0] == 0) - np.mean(X[:, 0] == 0)) < 0.03
+    assert np.all(S[:, 1] == np.round(S[:, 1])) and S[:, :2].min() >= 0
+    # the rows keep the model's ranks (the same draws, mapped column by column)
+    for j in range(3):
+        assert np.all(np.diff(S[np.argsort(own[:, j], kind="stable"), j]) >= 0)
+    # so the relation between the columns is the model's
+    for a, b in [(0, 1), (0, 2), (1, 2)]:
+        rho = stats.spearmanr(S[:, a], S[:, b])[0]
+        assert abs(rho - stats.spearmanr(own[:, a], own[:, b])[0]) < 0.02
+    assert stats.spearmanr(S[:, 1], S[:, 2])[0] > 0.35  # data: 0.55
+    np.testing.assert_array_equal(S, vae.sample(3000, marginals="training", **kw))
+    # one row at a time works (the reference draws are the model's own)
+    one = vae.sample(1, random_state=0, marginals="training")
+    assert one.shape == (1, 3) and one[0, 1] == np.round(one[0, 1])
+
+
+def test_training_marginals_with_conditions(penguins_model):
+    vae, df = penguins_model
+    S = vae.sample(
+        300,
+        random_state=0,
+        noise=True,
+        conditions={"species": "Gentoo", "bill_length_mm": 47.5},
+        marginals="training",
+    )
+    assert list(S.columns) == list(df.columns)
+    assert (S["species"] == "Gentoo").all() and (S["bill_length_mm"] == 47.5).all()
+    assert S["body_mass_g"].dtype == df["body_mass_g"].dtype
+    # the mass is mapped onto the training masses, and still conditional
+    mass = S["body_mass_g"]
+    assert (
+        mass.min() >= df["body_mass_g"].min() and mass.max() <= df["body_mass_g"].max()
+    )
+    assert mass.mean() > 4500
+
+
+def test_bad_marginals_and_missing_quantiles_raise(penguins_model):
+    import copy
+
+    vae, _ = penguins_model
+    with pytest.raises(ValueError, match="marginals must be"):
+        vae.sample(5, marginals="data")
+    old = copy.deepcopy(vae)
+    del old.feature_quantiles_
+    with pytest.raises(ValueError, match="refit"):
+        old.sample(5, marginals="training")
+    old.sample(5)

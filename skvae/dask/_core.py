@@ -510,6 +510,19 @@ def set_aggregate(model, parts):
     model.latent_posterior_var_ = np.concatenate([v for _, v in parts])
 
 
+def quantile_positions(model, rows):
+    """The training rows whose values make ``feature_quantiles_``, as in
+    memory (all, or ``MARGINAL_ROWS`` chosen with the score seed)."""
+    return row_positions(model._score_seed, rows, _vae.MARGINAL_ROWS)
+
+
+def set_quantiles(model, parts):
+    """``feature_quantiles_`` from the gathered rows (codes)."""
+    model.feature_quantiles_ = _columns.column_quantiles(
+        np.concatenate(parts), model._layout_["is_categorical"]
+    )
+
+
 def refit_rows(model, block, positions):
     """Codes of the rows ``positions`` of a block."""
     return validated(model, block)[positions]

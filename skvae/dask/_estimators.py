@@ -775,6 +775,11 @@ def _after_fit(client, model, blocks, rows):
         positions = _core.aggregate_positions(model, rows)
         parts = _gather(client, model, _core.block_posteriors, blocks, positions)
         _core.set_aggregate(model, parts)
+        # the training marginals for sample(marginals="training"), from
+        # the rows the in-memory fit would take
+        positions = _core.quantile_positions(model, rows)
+        parts = _gather(client, model, _core.refit_rows, blocks, positions)
+        _core.set_quantiles(model, parts)
     if isinstance(model, VAEAnomalyDetector):
         # log p(x_obs) of every row (held on the workers), the mean per
         # observed cell, then the scores and their exact percentiles
