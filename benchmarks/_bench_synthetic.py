@@ -25,12 +25,17 @@ holds (the held-out real rows), against which everything is scored:
 
 skvae variants: ``gaussian`` (every numeric column Gaussian), ``support``
 (the per-column likelihoods of ``SUPPORT_LIKELIHOODS``), ``support
-aggregate`` (the same, sampled with ``latent="aggregate"``), ``quantile
+aggregate`` (the same, sampled with ``latent="aggregate"``), ``support
+aggregate training-marginals`` (the same, sampled with
+``marginals="training"``: each numeric column mapped onto the training
+column's distribution, the rows keeping the model's ranks), ``quantile
 aggregate`` (the columns of ``QUANTILE_COLUMNS`` replaced by their normal
 scores before ``fit`` and mapped back after ``sample``), ``all-quantile
 aggregate`` (every numeric column so), ``all-jittered aggregate`` (every
 numeric column replaced by jittered normal scores, ``JitteredScores``: tied
-values spread over their probability interval) and ``support mask0.2``
+values spread over their probability interval), ``all-jittered aggregate
+training-marginals`` (the same, sampled with ``marginals="training"``) and
+``support mask0.2``
 (random masking of cells in training). ``--draws D`` scores D synthetic
 draws of each fitted generator and averages their scores (one draw of a few
 hundred rows is a noisy score); ``--sdv-epochs`` sets TVAE's and CTGAN's
@@ -255,14 +260,21 @@ class GMMSynth:
 
 
 class SkvaeSynth:
-    """skvae's VAETransformer; ``sample(noise=True, latent=latent)``."""
+    """skvae's VAETransformer; ``sample(noise=True, latent=latent,
+    marginals=marginals)``."""
 
     def __init__(
-        self, skvae, params, likelihood="gaussian", mask_rate=0.0, latent="prior"
+        self,
+        skvae,
+        params,
+        likelihood="gaussian",
+        mask_rate=0.0,
+        latent="prior",
+        marginals="model",
     ):
         self.skvae, self.params = skvae, params
         self.likelihood, self.mask_rate = likelihood, mask_rate
-        self.latent = latent
+        self.latent, self.marginals = latent, marginals
 
     def fit(self, df, seed):
         self.model = self.skvae.VAETransformer(
@@ -284,6 +296,7 @@ class SkvaeSynth:
             noise=True,
             conditions=conditions,
             latent=self.latent,
+            marginals=self.marginals,
         )
 
 
@@ -295,9 +308,17 @@ class QuantileSkvaeSynth(SkvaeSynth):
     values are all integers. Spikes (a value held by many rows) come back as
     that exact value, and skewed or heavy-tailed shapes as in the data."""
 
-    def __init__(self, skvae, params, likelihood, columns, latent="aggregate"):
+    def __init__(
+        self,
+        skvae,
+        params,
+        likelihood,
+        columns,
+        latent="aggregate",
+        marginals="model",
+    ):
         likelihood = {c: v for c, v in likelihood.items() if c not in columns}
-        super().__init__(skvae, params, likelihood, latent=latent)
+        super().__init__(skvae, params, likelihood, latent=latent, marginals=marginals)
         self.columns = list(columns)
 
     def fit(self, df, seed):
@@ -521,6 +542,13 @@ def _methods(skvae, name, quick, with_sdv, args=None):
         "skvae support aggregate": lambda: SkvaeSynth(
             skvae, params, SUPPORT_LIKELIHOODS[name], latent="aggregate"
         ),
+        "skvae support aggregate training-marginals": lambda: SkvaeSynth(
+            skvae,
+            params,
+            SUPPORT_LIKELIHOODS[name],
+            latent="aggregate",
+            marginals="training",
+        ),
         "skvae quantile aggregate": lambda: QuantileSkvaeSynth(
             skvae, params, SUPPORT_LIKELIHOODS[name], QUANTILE_COLUMNS[name]
         ),
@@ -535,6 +563,13 @@ def _methods(skvae, name, quick, with_sdv, args=None):
             params,
             SUPPORT_LIKELIHOODS[name],
             list(SUPPORT_LIKELIHOODS[name]),
+        ),
+        "skvae all-jittered aggregate training-marginals": lambda: JitteredSkvaeSynth(
+            skvae,
+            params,
+            SUPPORT_LIKELIHOODS[name],
+            list(SUPPORT_LIKELIHOODS[name]),
+            marginals="training",
         ),
         "skvae support mask0.2": lambda: SkvaeSynth(
             skvae, params, SUPPORT_LIKELIHOODS[name], mask_rate=0.2
