@@ -707,7 +707,7 @@ _SHARED_ATTRIBUTES = """params_ : ndarray
         training rows (of a random 4096 of them for larger training sets,
         and of the last call's rows after ``partial_fit``): the aggregate
         posterior that ``sample(latent="aggregate")`` draws from.
-    feature_quantiles_ : ndarray of shape (n_features_in_, n_levels)
+    feature_quantiles_ : ndarray of shape (n_features, n_levels)
         Quantiles of each numeric column's training values (NaN rows for
         categorical columns) at levels ``(i + 0.5) / n_levels``, each one of
         the column's values, with ``n_levels = min(1000, n_rows)``, from all
