@@ -910,14 +910,34 @@ def column_quantiles(C, is_categorical, n_levels=MARGINAL_LEVELS):
     L = max(1, min(int(n_levels), n))
     out = np.full((d, L), np.nan)
     levels = (np.arange(L) + 0.5) / L
+    if sp.issparse(C):
+        C = sp.csc_matrix(C)
     for j in np.flatnonzero(~np.asarray(is_categorical, dtype=bool)):
-        col = C[:, [j]].toarray().ravel() if sp.issparse(C) else C[:, j]
-        values = np.sort(np.asarray(col, dtype=np.float64)[~np.isnan(col)])
-        if values.size:
+        if sp.issparse(C):
+            # the stored values, and the implicit zeros by count
+            stored = C.data[C.indptr[j] : C.indptr[j + 1]].astype(np.float64)
+            n_zeros = n - stored.size
+        else:
+            stored, n_zeros = np.asarray(C[:, j], dtype=np.float64), 0
+        values = np.sort(stored[~np.isnan(stored)])
+        m = values.size + n_zeros
+        if m:
             # inverted CDF: the smallest value whose empirical CDF reaches p
-            pick = np.ceil(levels * values.size).astype(np.intp) - 1
-            out[j] = values[np.clip(pick, 0, values.size - 1)]
+            pick = np.clip(np.ceil(levels * m).astype(np.intp) - 1, 0, m - 1)
+            out[j] = _sorted_with_zeros(values, n_zeros, pick)
     return out
+
+
+def _sorted_with_zeros(values, n_zeros, pick):
+    """Entries ``pick`` of the sorted concatenation of the sorted ``values``
+    and ``n_zeros`` zeros, without building it."""
+    below = int(np.searchsorted(values, 0.0, side="left"))
+    picked = np.zeros(pick.shape)
+    low = pick < below
+    picked[low] = values[pick[low]]
+    high = pick >= below + n_zeros
+    picked[high] = values[pick[high] - n_zeros]
+    return picked
 
 
 def match_marginal(values, reference, quantiles, rng):
