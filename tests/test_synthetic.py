@@ -455,6 +455,14 @@ def test_column_quantiles_are_values_of_the_column():
     np.testing.assert_array_equal(
         column_quantiles(sp.csr_matrix(X[:, 1:2]), [False]), Q[1:2]
     )
+    # sparse columns with negative values, implicit zeros and missing cells
+    S = sp.random(300, 4, density=0.3, format="csr", random_state=0)
+    S.data -= 0.5
+    S.data[:5] = np.nan
+    np.testing.assert_array_equal(
+        column_quantiles(S, np.zeros(4, bool)),
+        column_quantiles(S.toarray(), np.zeros(4, bool)),
+    )
     big = rng.gamma(2.0, size=(5000, 1))
     levels = (np.arange(1000) + 0.5) / 1000
     np.testing.assert_array_equal(
