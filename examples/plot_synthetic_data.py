@@ -179,24 +179,19 @@ fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
 for ax, j in zip(axes, [2, 4, 5]):
     bins = np.linspace(min(own[:, j].min(), 0), np.percentile(X[:, j], 99.8), 40)
     ax.hist(X[~test][:, j], bins=bins, density=True, color="0.6", label="real")
-    ax.hist(
-        own[:, j],
-        bins=bins,
-        density=True,
-        histtype="step",
-        lw=1.8,
-        color="tab:red",
-        label='gaussian, marginals="model"',
-    )
-    ax.hist(
-        mapped[:, j],
-        bins=bins,
-        density=True,
-        histtype="step",
-        lw=1.8,
-        color="tab:blue",
-        label='gaussian, marginals="training"',
-    )
+    for S, color, label in [
+        (own, "tab:red", "model"),
+        (mapped, "tab:blue", "training"),
+    ]:
+        ax.hist(
+            S[:, j],
+            bins=bins,
+            density=True,
+            histtype="step",
+            lw=1.8,
+            color=color,
+            label=f'gaussian, marginals="{label}"',
+        )
     ax.axvline(0, color="k", lw=0.8, ls=":")
     ax.set(title=columns[j], xlabel="value", ylabel="density")
 axes[0].legend(fontsize=8)
