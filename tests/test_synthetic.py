@@ -575,3 +575,26 @@ def test_bad_marginals_and_missing_quantiles_raise(penguins_model):
     with pytest.raises(ValueError, match="refit"):
         old.sample(5, marginals="training")
     old.sample(5)
+
+
+def test_training_marginals_keep_a_dataframes_dtypes():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    n = 300
+    df = pd.DataFrame(
+        {
+            "count": rng.poisson(3.0, n).astype(np.int64),
+            "x": rng.normal(size=n),
+            "c": pd.Categorical(rng.choice(["a", "b"], n)),
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae = VAETransformer(hidden_layer_sizes=(8,), max_iter=20, random_state=0)
+        vae.fit(df)
+    S = vae.sample(200, random_state=0, noise=True, marginals="training")
+    assert S.dtypes.tolist() == df.dtypes.tolist()
+    assert df["count"].min() <= S["count"].min()
+    assert S["count"].max() <= df["count"].max()
+    assert df["x"].min() <= S["x"].min() and S["x"].max() <= df["x"].max()
+    assert np.isnan(vae.feature_quantiles_[2]).all()  # categorical
