@@ -22,6 +22,11 @@ holds (the held-out real rows), against which everything is scored:
 * Adult column shapes on the count (age, hours), positive (fnlwgt) and
   zero-inflated (capital gain, capital loss) columns, against the independent
   marginals floor.
+* closeness to the training rows (``closeness``, a privacy check): the
+  share of synthetic rows nearer a training row than a held-out one (0.5
+  for rows as new as real new rows, 1 for copies), the share identical to a
+  training row, and the median distance to the closest training row against
+  that of the held-out real rows.
 
 skvae variants: ``gaussian`` (every numeric column Gaussian), ``support``
 (the per-column likelihoods of ``SUPPORT_LIKELIHOODS``), ``support
@@ -62,6 +67,7 @@ from scipy.stats import norm
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
@@ -490,7 +496,53 @@ def _rare_common(train, test, column):
     return usable[0], counts.index[0]
 
 
-def _unconditional(gen, test, target, n, seed, draw_seed, quality):
+def closeness(train, test, synth):
+    """How close synthetic rows come to the training rows (a privacy check).
+
+    Rows are compared on the numeric columns z-scored with the training
+    statistics and the categorical columns one-hot encoded (a differing level
+    counts as distance 1). For each synthetic row, the distance to its
+    closest training row and to its closest held-out row:
+
+    * ``closer``: the share of synthetic rows closer to a training row than
+      to a held-out one (ties count half). The two halves are draws of the
+      same size from the same table, so a generator that does not copy its
+      training rows scores about 0.5; one that returns them scores 1;
+    * ``copies``: the share of synthetic rows identical to a training row
+      (``copies_real``: the same share for the held-out real rows, whose
+      duplicates in the table are the reference);
+    * ``dcr``: the median distance to the closest training row, divided by
+      that of the held-out real rows (1 for rows as new as real new rows,
+      below 1 for rows nearer the training rows).
+    """
+    cats = [c for c in train.columns if isinstance(train[c].dtype, pd.CategoricalDtype)]
+    nums = [c for c in train.columns if c not in cats]
+    mean = train[nums].astype(float).mean()
+    std = train[nums].astype(float).std().replace(0.0, 1.0)
+
+    def encode(df):
+        parts = [((df[nums].astype(float) - mean) / std).to_numpy()]
+        for c in cats:
+            levels = np.asarray(train[c].cat.categories.astype(str))
+            hot = np.asarray(df[c].astype(str))[:, None] == levels[None, :]
+            parts.append(hot / np.sqrt(2.0))
+        return np.hstack(parts)
+
+    T, H, S = encode(train), encode(test), encode(synth)
+    to_train = NearestNeighbors(n_neighbors=1).fit(T)
+    d_train = to_train.kneighbors(S)[0][:, 0]
+    d_held = NearestNeighbors(n_neighbors=1).fit(H).kneighbors(S)[0][:, 0]
+    real = to_train.kneighbors(H)[0][:, 0]
+    closer = np.mean(d_train < d_held) + 0.5 * np.mean(d_train == d_held)
+    return dict(
+        closer=float(closer),
+        copies=float(np.mean(d_train == 0)),
+        copies_real=float(np.mean(real == 0)),
+        dcr=float(np.median(d_train) / max(np.median(real), 1e-12)),
+    )
+
+
+def _unconditional(gen, train, test, target, n, seed, draw_seed, quality):
     """Scores of one synthetic draw of ``n`` rows against the real ``test``."""
     S = gen.sample(n, draw_seed)
     q = quality(test, S)
@@ -498,6 +550,7 @@ def _unconditional(gen, test, target, n, seed, draw_seed, quality):
     out = {k: q[k] for k in ("shapes", "pairs", "overall")}
     out.update(accuracy=acc, f1=f1)
     out.update({f"shape:{c}": v for c, v in q["per_column"].items()})
+    out.update(closeness(train, test, S))
     return out
 
 
@@ -641,7 +694,9 @@ def run_synthetic(args):
                 fit_s = time.perf_counter() - t0
                 # scores of each synthetic draw, averaged over the draws
                 scores = [
-                    _unconditional(gen, test, target, n, seed, seed + 100 + d, quality)
+                    _unconditional(
+                        gen, train, test, target, n, seed, seed + 100 + d, quality
+                    )
                     for d in range(draws)
                 ]
                 q = {k: float(np.mean([x[k] for x in scores])) for k in scores[0]}
@@ -722,6 +777,24 @@ def _report(name, res, target, column, seeds):
         ],
         rows,
     )
+    near = {m: r for m, r in res.items() if "closer" in r}
+    if near:
+        real = _mean_sd(next(iter(near.values()))["copies_real"])
+        _table(
+            f"{name}: closeness to the training rows (0.5 closer to train: rows "
+            "as new as held-out real rows)",
+            [
+                "generator",
+                "share closer to train than to held-out",
+                "share identical to a training row",
+                "median distance to train / that of held-out real rows",
+            ],
+            [
+                [m] + [_mean_sd(r[k]) for k in ("closer", "copies", "dcr")]
+                for m, r in near.items()
+            ]
+            + [["held-out real rows", "n/a", real, "1.000"]],
+        )
     cols = SHAPE_COLUMNS.get(name, [])
     if cols:
         _table(
