@@ -315,8 +315,10 @@ class BaseVAE(BaseAutoencoder):
             raise ValueError(
                 f"marginals must be 'model' or 'training', got {marginals!r}."
             )
-        quantiles = getattr(self, "feature_quantiles_", None)
-        if marginals == "training" and quantiles is None:
+        if (
+            marginals == "training"
+            and getattr(self, "feature_quantiles_", None) is None
+        ):
             raise ValueError(
                 "marginals='training' needs feature_quantiles_, which this model "
                 "does not have (fitted by an older version); refit it."
@@ -342,19 +344,24 @@ class BaseVAE(BaseAutoencoder):
             extra = MARGINAL_DRAWS - ref.shape[0]
             if extra > 0:
                 ref = np.concatenate([ref, self._draws(extra, gen, noise, latent)])
-            skip = {j for j, _ in given}
-            for j in np.flatnonzero(~self._layout_["is_categorical"]):
-                if j not in skip:
-                    p = _columns.internal_position(self._layout_, j)
-                    mapped = _columns.match_marginal(
-                        V[:, p], ref[:, p], quantiles[j], gen
-                    )
-                    _set_column(out, j, mapped)
+            self._match_marginals(out, V, ref, {j for j, _ in given}, gen)
         # the conditioned cells exactly as given (not unscaled and rescaled)
         for j, values in given:
             if not self._layout_["is_categorical"][j] or not hasattr(out, "iloc"):
                 _set_column(out, j, values)
         return out
+
+    def _match_marginals(self, out, V, ref, skip, gen):
+        """Numeric columns of ``out`` (not in ``skip``) mapped onto the
+        training marginals: ``V`` holds the drawn values and ``ref`` the
+        reference draws, both in the internal order and scaling."""
+        for j in np.flatnonzero(~self._layout_["is_categorical"]):
+            if j not in skip:
+                p = _columns.internal_position(self._layout_, j)
+                mapped = _columns.match_marginal(
+                    V[:, p], ref[:, p], self.feature_quantiles_[j], gen
+                )
+                _set_column(out, j, mapped)
 
     def _draws(self, n, gen, noise, latent):
         """``n`` unconditional rows in the internal order and scaling: codes
