@@ -90,9 +90,13 @@ FLAG_SETS = 0.90
 
 #: Named skvae parameter overrides for ablations (``--variant a,b``). A key
 #: "@module.NAME" sets the module-level constant NAME of ``skvae.<module>`` in
-#: the worker process instead (for private constants with no parameter).
+#: the worker process instead (for private constants with no parameter); the
+#: key "&zero_inflated" (a share) builds ``likelihood`` from each training
+#: split: ``"zero_lognormal"`` for the columns without negative values whose
+#: share of exact zeros is above it (``zero_inflated_likelihood``).
 VARIANTS = {
     "default": {},
+    "zero_lognormal": {"&zero_inflated": 0.1},
     # scaling rules (skvae/_scaling.py)
     "standard": {"standardize": True},
     "minmax": {"standardize": False},
@@ -384,6 +388,26 @@ def _fence_shares(est, score):
     }
 
 
+def zero_inflated_likelihood(X, share):
+    """``{column: "zero_lognormal"}`` for the columns of ``X`` without negative
+    values whose share of exact zeros is above ``share``."""
+    picked = ((X == 0).mean(axis=0) > share) & (X.min(axis=0) >= 0)
+    return {int(j): "zero_lognormal" for j in np.flatnonzero(picked)}
+
+
+def _data_params(params, X_train, X_test):
+    """``params`` with its "&" entries resolved on the training split."""
+    out = {k: v for k, v in params.items() if not k.startswith("&")}
+    if "&zero_inflated" in params:
+        out["likelihood"] = zero_inflated_likelihood(X_train, params["&zero_inflated"])
+        # MinMax scaling on the training split keeps those columns >= 0 on the
+        # test split too (their training minimum is the zero); checked here
+        cols = list(out["likelihood"])
+        if cols and X_test[:, cols].min() < 0:
+            raise ValueError("a zero-inflated column has negative test values")
+    return out
+
+
 def run_job(path, seed, name, kind, params, collection=""):
     """Run one (data set, seed, detector) job; always returns a result row."""
     from threadpoolctl import threadpool_limits
@@ -414,7 +438,9 @@ def run_job(path, seed, name, kind, params, collection=""):
                 test_anomaly_rate=float(y_test.mean()),
                 anomaly_rate=float(y.mean()),
             )
-            est, score_fn = make_detector(kind, seed, params)
+            est, score_fn = make_detector(
+                kind, seed, _data_params(params, X_train, X_test)
+            )
             c0 = time.process_time()
             t0 = time.perf_counter()
             est.fit(X_train)
@@ -608,7 +634,7 @@ def select_detectors(args):
             # Fail fast on a misspelt parameter rather than after every job.
             try:
                 _import_skvae().VAEAnomalyDetector(
-                    **{k: v for k, v in params.items() if not k.startswith("@")}
+                    **{k: v for k, v in params.items() if k[0] not in "@&"}
                 )
             except TypeError as exc:
                 raise SystemExit(f"{name}: bad parameters {params}: {exc}") from None
