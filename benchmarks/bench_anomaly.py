@@ -97,6 +97,7 @@ FLAG_SETS = 0.90
 VARIANTS = {
     "default": {},
     "zero_lognormal": {"&zero_inflated": 0.1},
+    "zero_lognormal_fit": {"&zero_inflated": 0.1, "&lognormal_fits": True},
     # scaling rules (skvae/_scaling.py)
     "standard": {"standardize": True},
     "minmax": {"standardize": False},
@@ -388,10 +389,25 @@ def _fence_shares(est, score):
     }
 
 
-def zero_inflated_likelihood(X, share):
+def zero_inflated_likelihood(X, share, lognormal_fits=False):
     """``{column: "zero_lognormal"}`` for the columns of ``X`` without negative
-    values whose share of exact zeros is above ``share``."""
+    values whose share of exact zeros is above ``share``; with
+    ``lognormal_fits``, only those whose positive values (at least 10, not
+    all equal) a log-normal fits better than a normal does (higher mean
+    log-density of the values, both fitted by maximum likelihood)."""
     picked = ((X == 0).mean(axis=0) > share) & (X.min(axis=0) >= 0)
+    if lognormal_fits:
+        for j in np.flatnonzero(picked):
+            v = X[X[:, j] > 0, j]
+            if v.size < 10 or np.ptp(v) <= 0:
+                picked[j] = False
+                continue
+            logs = np.log(v)
+            # both densities of the values themselves (the log-normal's
+            # includes the Jacobian 1 / x); the constants are the same
+            lognormal = -np.log(logs.std()) - 0.5 - logs.mean()
+            normal = -np.log(v.std()) - 0.5
+            picked[j] = lognormal > normal
     return {int(j): "zero_lognormal" for j in np.flatnonzero(picked)}
 
 
@@ -399,7 +415,9 @@ def _data_params(params, X_train, X_test):
     """``params`` with its "&" entries resolved on the training split."""
     out = {k: v for k, v in params.items() if not k.startswith("&")}
     if "&zero_inflated" in params:
-        out["likelihood"] = zero_inflated_likelihood(X_train, params["&zero_inflated"])
+        out["likelihood"] = zero_inflated_likelihood(
+            X_train, params["&zero_inflated"], params.get("&lognormal_fits", False)
+        )
         # MinMax scaling on the training split keeps those columns >= 0 on the
         # test split too (their training minimum is the zero); checked here
         cols = list(out["likelihood"])
