@@ -92,6 +92,8 @@ for name, vae in models.items():
 # compactness, concavity); the per-column likelihoods keep to the support,
 # follow the long right tails, and put the zeros of concavity back as zeros.
 colors = {"gaussian": "tab:red", "lognormal + zero_lognormal": "tab:green"}
+# the synthetic columns as outlines over the real histogram
+step = dict(density=True, histtype="step", lw=1.8)
 fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), layout="constrained")
 for j, ax in enumerate(axes.flat):
     lo = min(np.percentile(S[:, j], 0.2) for S in samples.values())
@@ -99,15 +101,7 @@ for j, ax in enumerate(axes.flat):
     bins = np.linspace(min(lo, 0) if lo < 0.2 * hi else lo, hi, 40)
     ax.hist(X[:, j], bins=bins, density=True, color="0.6", label="real")
     for name, S in samples.items():
-        ax.hist(
-            S[:, j],
-            bins=bins,
-            density=True,
-            histtype="step",
-            lw=1.8,
-            color=colors[name],
-            label=name,
-        )
+        ax.hist(S[:, j], bins=bins, color=colors[name], label=name, **step)
     ax.axvline(0, color="k", lw=0.8, ls=":")
     ax.set(title=columns[j], xlabel="value", ylabel="density")
 axes[0, 0].legend(fontsize=8)
@@ -183,15 +177,8 @@ for ax, j in zip(axes, [2, 4, 5]):
         (own, "tab:red", "model"),
         (mapped, "tab:blue", "training"),
     ]:
-        ax.hist(
-            S[:, j],
-            bins=bins,
-            density=True,
-            histtype="step",
-            lw=1.8,
-            color=color,
-            label=f'gaussian, marginals="{label}"',
-        )
+        label = f'gaussian, marginals="{label}"'
+        ax.hist(S[:, j], bins=bins, color=color, label=label, **step)
     ax.axvline(0, color="k", lw=0.8, ls=":")
     ax.set(title=columns[j], xlabel="value", ylabel="density")
 axes[0].legend(fontsize=8)
