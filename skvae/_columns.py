@@ -294,6 +294,19 @@ def _numeric_column(column, name, dtype):
         ) from exc
 
 
+def zero_shares(X, is_categorical):
+    """Share of exact zeros among the observed cells of each numeric column
+    of ``X`` (array or DataFrame; NaN for categorical columns and for
+    columns without an observed cell)."""
+    shares = np.full(X.shape[1], np.nan)
+    for j in np.flatnonzero(~np.asarray(is_categorical, dtype=bool)):
+        values = _numeric_column(_column(X, j), j, np.float64)
+        observed = ~np.isnan(values)
+        if observed.any():
+            shares[j] = np.mean(values[observed] == 0)
+    return shares
+
+
 def frame_dtype(X, is_categorical):
     """The working dtype of a DataFrame: float32 when NumPy would make its
     numeric columns float32 together (``np.result_type``: float32 with small
@@ -415,6 +428,7 @@ _ORDER = (
     "lognormal",
     "logit_normal",
     "zero_lognormal",
+    "zero_normal",
     "categorical",
 )
 
@@ -427,6 +441,7 @@ NUMERIC_LIKELIHOODS = {
         "lognormal",
         "logit_normal",
         "zero_lognormal",
+        "zero_normal",
     ),
     "squared_error": ("squared_error",),
 }

@@ -982,6 +982,70 @@ class ZeroLogNormal(LogNormal):
         return np.where(zero, 0, positive).astype(positive.dtype)
 
 
+class ZeroNormal(ZeroLogNormal):
+    """Exact zeros mixed with normal non-zero values, on the whole real line.
+
+    ``P(x = 0) = sigmoid(l)``; given ``x != 0``, ``x ~ N(loc + scale * m,
+    scale^2 * v)``, with ``loc`` and ``scale`` the moments of the training
+    column's non-zero values and ``v = softplus(r) + floor`` a learned
+    variance per column. The decoder gives two outputs per column: the
+    logits ``l`` first, then the means ``m``. As for
+    :class:`ZeroLogNormal`, the score of a zero is the log of its
+    probability and that of any other value the log of ``(1 - P(x = 0))``
+    times its normal density (a density with respect to a point mass at 0
+    plus the Lebesgue measure, a proper one since the normal puts no mass
+    on 0 itself). Every real value is in the support. The encoder sees the
+    standardised non-zero values and, for zeros, a value below all the
+    training column's non-zero ones (``options["zero_input"]``).
+    """
+
+    name = "zero_normal"
+
+    @classmethod
+    def fit_options(cls, values, options):
+        with np.errstate(all="ignore"):
+            nonzero = np.where(values != 0, values, np.nan)
+        loc, scale = _column_stats(nonzero)
+        with np.errstate(all="ignore"):
+            low = np.nanmin((nonzero - loc) / scale, axis=0)
+            observed = np.sum(np.isfinite(values), axis=0)
+            share = np.sum(values == 0, axis=0) / np.maximum(observed, 1)
+        low = np.where(np.isfinite(low), low, 0.0)
+        return {
+            "loc": loc.tolist(),
+            "scale": scale.tolist(),
+            "zero_input": (low - 1.0).tolist(),
+            "zero_share": np.where(observed > 0, share, 0.5).tolist(),
+        }
+
+    @classmethod
+    def support_error(cls, values, options):
+        return None
+
+    def _forward(self, T):
+        return np.array(T)  # a copy: the caller standardises it in place
+
+    def _inverse(self, G):
+        return G
+
+    def _log_jacobian(self, T):
+        return np.zeros_like(T)
+
+    def encoder_input(self, T, missing):
+        zero = T == 0
+        y = self._standardised(T, None)
+        y = np.where(zero, self._stat("zero_input", T.dtype), y)
+        if missing is not None:
+            y[missing] = 0
+        return y
+
+    def mean(self, out, params):
+        out = np.asarray(out)
+        p0 = self.zero_probability(out)
+        mu, _ = self._moments(out[..., self.n_columns :], params)
+        return (1 - p0) * mu
+
+
 #: Likelihood classes by name.
 LIKELIHOODS = {
     cls.name: cls
@@ -994,6 +1058,7 @@ LIKELIHOODS = {
         LogNormal,
         LogitNormal,
         ZeroLogNormal,
+        ZeroNormal,
     )
 }
 

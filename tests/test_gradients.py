@@ -479,6 +479,11 @@ def _raw_case(name, seed, n=6, d=3):
         options.update({"low": [0.0, -2.0, 10.0], "high": [1.0, 3.0, 20.0]})
         low, high = np.array(options["low"]), np.array(options["high"])
         T = low + (high - low) * rng.uniform(0.05, 0.95, size=(n, d))
+    elif name == "zero_normal":
+        T = rng.normal(0.5, 2.0, size=(n, d))
+        T[rng.random((n, d)) < 0.35] = 0.0
+        T[0, 0] = 0.0
+        T[1, 0] = -2.0
     else:
         T = rng.lognormal(0.5, 1.0, size=(n, d))
         T[rng.random((n, d)) < 0.35] = 0.0
@@ -492,7 +497,7 @@ def _raw_case(name, seed, n=6, d=3):
     return lik, T, out, params
 
 
-_RAW_NAMES = ["poisson", "lognormal", "logit_normal", "zero_lognormal"]
+_RAW_NAMES = ["poisson", "lognormal", "logit_normal", "zero_lognormal", "zero_normal"]
 _VARIANCES = ["lognormal:row", "lognormal:shared", "logit_normal:row"]
 
 
@@ -581,6 +586,16 @@ def test_raw_likelihoods_are_the_densities_of_the_raw_values():
     log_p = np.where(T == 0, np.log(p0), pos)
     np.testing.assert_allclose(lik.nll(T, out, params, False, None)[0], -log_p.sum(1))
 
+    lik, T, out, params = _raw_case("zero_normal", 12)
+    assert np.any(T < 0) and np.any(T == 0)
+    loc, scale = np.asarray(lik.options["loc"]), np.asarray(lik.options["scale"])
+    p0 = expit(out[:, :d])
+    mu = loc + scale * out[:, d:]
+    sd = scale * np.sqrt(variance_from_raw(params, 1e-3))
+    log_p = np.where(T == 0, np.log(p0), np.log1p(-p0) + stats.norm.logpdf(T, mu, sd))
+    np.testing.assert_allclose(lik.nll(T, out, params, False, None)[0], -log_p.sum(1))
+    np.testing.assert_allclose(lik.mean(out, params), (1 - p0) * mu)
+
 
 @pytest.mark.parametrize("name", _RAW_NAMES + _VARIANCES)
 def test_raw_likelihood_samples_respect_the_support(name):
@@ -595,3 +610,5 @@ def test_raw_likelihood_samples_respect_the_support(name):
         np.testing.assert_array_equal(S, np.round(S))
     if name == "zero_lognormal":
         assert np.any(S == 0) and np.any(S > 0)
+    if name == "zero_normal":
+        assert np.any(S == 0) and np.any(S < 0) and np.any(S > 0)

@@ -16,6 +16,10 @@ def _law(name, n, seed):
         return rng.poisson([1.5, 4.0, 10.0], (n, 3)).astype(float)
     if name == "lognormal":
         return rng.lognormal([0.0, 2.0, -1.0], [0.5, 1.0, 0.3], (n, 3))
+    if name == "zero_normal":
+        X = rng.normal([0.0, 3.0, -1.0], [1.0, 0.5, 2.0], (n, 3))
+        X[rng.random((n, 3)) < [0.2, 0.5, 0.8]] = 0.0
+        return X
     return 1 / (1 + np.exp(-rng.normal([0.0, 1.0, -2.0], [0.5, 1.5, 0.7], (n, 3))))
 
 
@@ -24,6 +28,12 @@ def _exact_mean_log_likelihood(name, A, B):
     of the law on ``A``."""
     if name == "poisson":
         return stats.poisson.logpmf(B, A.mean(0)).sum(1).mean()
+    if name == "zero_normal":
+        p0 = np.mean(A == 0, axis=0)
+        V = np.where(A != 0, A, np.nan)
+        m, s = np.nanmean(V, axis=0), np.nanstd(V, axis=0)
+        nonzero = np.log1p(-p0) + stats.norm.logpdf(B, m, s)
+        return np.where(B == 0, np.log(p0), nonzero).sum(1).mean()
     g, jac = (np.log, np.log) if name == "lognormal" else (logit, None)
     G = g(A)
     m, s = G.mean(0), G.std(0)
@@ -31,7 +41,9 @@ def _exact_mean_log_likelihood(name, A, B):
     return (stats.norm.logpdf(g(B), m, s) - log_jac).sum(1).mean()
 
 
-@pytest.mark.parametrize("name", ["poisson", "lognormal", "logit_normal"])
+@pytest.mark.parametrize(
+    "name", ["poisson", "lognormal", "logit_normal", "zero_normal"]
+)
 def test_known_answer_on_independent_columns(name):
     # the code carries no information: the VAE's held-out score is that of
     # the maximum-likelihood fit of the law to each column
