@@ -239,6 +239,11 @@ class BaseAutoencoder(
         """The numeric columns' likelihood: a name, or a per-column dict."""
         return self._default_likelihood()
 
+    def _likelihood_for(self, X, is_categorical):
+        """The numeric columns' likelihood for the training rows ``X`` (raw,
+        before coding): :meth:`_likelihood` unless it depends on the data."""
+        return self._likelihood()
+
     def _training_options(self):
         """Objective options: beta, free bits, warm-up epochs."""
         return {
@@ -332,7 +337,11 @@ class BaseAutoencoder(
 
     def _fit_layout(self, X, is_categorical, names):
         layout = _columns.fit_columns(
-            X, is_categorical, self._likelihood(), self._default_likelihood(), names
+            X,
+            is_categorical,
+            self._likelihood_for(X, is_categorical),
+            self._default_likelihood(),
+            names,
         )
         layout["n_indicators"] = None  # decided by _fit, from the training rows
         layout["frame"] = None
@@ -343,6 +352,7 @@ class BaseAutoencoder(
             layout["groups"] = [[n, k, dict(o)] for n, k, o in old["groups"]]
         self._layout_ = layout
         self.is_categorical_ = layout["is_categorical"].copy()
+        self.feature_likelihoods_ = np.asarray(layout["likelihoods"], dtype=object)
         self.categories_ = [c.copy() for c in layout["categories"]]
 
     def _check_support(self, C):

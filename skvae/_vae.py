@@ -634,15 +634,17 @@ _SHARED_PARAMETERS = (
         Weight of the KL term in the training objective (beta-VAE). Scores
         always use the true, unweighted model.
     likelihood : {"gaussian", "bernoulli", "poisson", "lognormal", \
-"logit_normal", "zero_lognormal"} or dict, default="gaussian"
+"logit_normal", "zero_lognormal", "zero_normal"} or dict, default="gaussian"
         Decoder distribution p(x | z) of the numeric columns. ``"bernoulli"``
         needs data in [0, 1]; ``"poisson"`` non-negative integer counts;
         ``"lognormal"`` positive values; ``"logit_normal"`` values strictly
         inside an interval, (0, 1) unless given; ``"zero_lognormal"``
         non-negative values with exact zeros (a point mass at 0 mixed with a
-        log-normal). These four take their columns unstandardised, model
-        them on their own scale (log-rate, log x, logit x), draw samples
-        inside the support, and score densities of the raw values. A dict
+        log-normal); ``"zero_normal"`` any values with exact zeros (a point
+        mass at 0 mixed with a normal). These five take their columns
+        unstandardised, model them on their own scale (log-rate, log x,
+        logit x, x standardised by its non-zero values), draw samples inside
+        the support, and score densities of the raw values. A dict
         from column name (or index) to a likelihood name sets it per column;
         columns not in it are Gaussian. A value ``("logit_normal", {"low":
         a, "high": b})`` gives a column's interval. Categorical columns
@@ -721,6 +723,9 @@ _SHARED_ATTRIBUTES = """params_ : ndarray
         the training rows or a random 100 000 of them (the last call's rows
         after ``partial_fit``): the marginals of
         ``sample(marginals="training")``.
+    feature_likelihoods_ : ndarray of str of shape (n_features_in_,)
+        The likelihood of each column, ``"categorical"`` for categorical
+        ones.
     input_mean_, input_scale_ : ndarray of shape (n_features_in_,)
         The internal standardisation (zeros and ones when off).
     n_features_in_ : int

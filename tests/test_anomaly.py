@@ -234,3 +234,70 @@ def test_robust_scaling_keeps_the_iqr_on_skewed_continuous_columns():
     expected = max((q3 - q1) / 1.349, ROBUST_MIN_STD_FRACTION * x.std())
     assert scale[0] == pytest.approx(expected)
     assert scale[0] < 0.5 * x.std()
+
+
+def _zero_inflated(seed=0, n=800):
+    """Two ReLU-like columns (about 70 % exact zeros) and two Gaussian ones,
+    all driven by one factor."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=n)
+    relu = np.maximum(np.c_[z, -z] + 0.3 * rng.normal(size=(n, 2)) - 0.5, 0.0)
+    gauss = np.c_[z + 0.2 * rng.normal(size=n), rng.normal(size=n)]
+    return np.c_[relu, gauss]
+
+
+def test_auto_likelihood_picks_the_zero_inflated_columns():
+    import pandas as pd
+    import scipy.sparse as sp
+
+    X = _zero_inflated()
+    assert np.all((X[:, :2] == 0).mean(axis=0) > 0.5)
+    det = VAEAnomalyDetector(max_iter=5, random_state=0).fit(X)
+    assert det.feature_likelihoods_.tolist() == ["zero_normal"] * 2 + ["gaussian"] * 2
+    explicit = VAEAnomalyDetector(likelihood="gaussian", max_iter=5).fit(X)
+    assert explicit.feature_likelihoods_.tolist() == ["gaussian"] * 4
+    # the share counts observed cells; exactly 10 % zeros is not "more than"
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    frame["a"] = frame["a"].mask(np.arange(len(X)) % 5 == 0)
+    frame["d"] = np.where(np.arange(len(X)) % 10 == 0, 0.0, frame["d"])
+    frame["e"] = pd.Categorical(np.where(X[:, 2] > 0, "hi", "lo"))
+    det = VAEAnomalyDetector(max_iter=5, random_state=0).fit(frame)
+    assert det.feature_likelihoods_.tolist() == [
+        "zero_normal",
+        "zero_normal",
+        "gaussian",
+        "gaussian",
+        "categorical",
+    ]
+    assert np.all(np.isfinite(det.score_samples(frame)))
+    # sparse input stays Gaussian (and sparse)
+    det = VAEAnomalyDetector(max_iter=5, random_state=0).fit(sp.csr_matrix(X))
+    assert det.feature_likelihoods_.tolist() == ["gaussian"] * 4
+
+
+def test_zero_inflated_columns_score_any_real_value():
+    # a non-negative training column may meet negative values later: they
+    # score (low), they do not raise
+    X = _zero_inflated()
+    det = VAEAnomalyDetector(max_iter=20, random_state=0).fit(X)
+    odd = X[:50].copy()
+    odd[:, 0] = -1.0
+    normal, shifted = det.score_samples(X[:50]), det.score_samples(odd)
+    assert np.all(np.isfinite(shifted))
+    assert np.all(shifted < normal)
+
+
+def test_variance_refit_leaves_the_zero_inflated_columns(monkeypatch):
+    # the refit sets the Gaussian columns' variances only (refitting the
+    # zero-inflated ones too was measured slightly worse)
+    import skvae._anomaly as anomaly
+
+    X = _zero_inflated()
+    det = VAEAnomalyDetector(max_iter=20, random_state=0).fit(X)
+    monkeypatch.setattr(anomaly, "_REFIT_VARIANCE", False)
+    trained = VAEAnomalyDetector(max_iter=20, random_state=0).fit(X)
+    n = det._architecture().likelihood_offset
+    # two Gaussian variances, then the two zero-inflated columns' ones
+    assert det.params_.size - n == 4
+    assert np.all(det.params_[n : n + 2] != trained.params_[n : n + 2])
+    np.testing.assert_array_equal(det.params_[n + 2 :], trained.params_[n + 2 :])

@@ -63,8 +63,9 @@ def check_head(model, head):
         raise NotImplementedError(
             "skvae.dask trains the Gaussian, Bernoulli and categorical "
             "likelihoods; the likelihoods on raw values (poisson, lognormal, "
-            "logit_normal, zero_lognormal) need statistics that are not yet "
-            "merged across blocks. Fit the in-memory estimator on a sample."
+            "logit_normal, zero_lognormal, zero_normal) need statistics that "
+            "are not yet merged across blocks. Fit the in-memory estimator on "
+            "a sample."
         )
     return C.dtype
 

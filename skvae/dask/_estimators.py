@@ -228,6 +228,9 @@ class _DaskEstimator(BaseEstimator):
         client = _client_for(self.client)
         prepare_workers(client)
         model = self._new_local()
+        # likelihood="auto" stays Gaussian: the zero-inflated likelihood's
+        # statistics are not merged across blocks yet (see _core.check_head)
+        model._auto_zero_inflated = False
         if model.solver != "adam":
             raise NotImplementedError(
                 "skvae.dask trains with solver='adam' only (local Adam with "
@@ -899,7 +902,9 @@ class DaskVAEAnomalyDetector(_DaskEstimator):
     distributed percentile (the scores are held on the workers, one value
     per row, while it is computed). The decoder's variances are refitted at
     the end of ``fit`` as in memory, on at most 10000 training rows picked
-    across the blocks.
+    across the blocks. ``likelihood="auto"`` is Gaussian on every numeric
+    column here: the in-memory detector's zero-inflated choice needs
+    statistics that are not yet merged across blocks.
     """
     )
     _local_class = VAEAnomalyDetector
