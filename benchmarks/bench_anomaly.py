@@ -98,6 +98,11 @@ VARIANTS = {
     "default": {},
     "zero_lognormal": {"&zero_inflated": 0.1},
     "zero_lognormal_fit": {"&zero_inflated": 0.1, "&lognormal_fits": True},
+    # likelihood="auto" (the default since issue 11): "zero_normal" on the
+    # columns with more than _AUTO_ZERO_SHARE exact zeros; its ablations
+    "gaussian": {"likelihood": "gaussian"},
+    "auto_zero05": {"@_anomaly._AUTO_ZERO_SHARE": 0.05},
+    "auto_zero25": {"@_anomaly._AUTO_ZERO_SHARE": 0.25},
     # scaling rules (skvae/_scaling.py)
     "standard": {"standardize": True},
     "minmax": {"standardize": False},

@@ -914,7 +914,9 @@ class ZeroLogNormal(LogNormal):
     def fit_options(cls, values, options):
         opts = LogNormal.fit_options(values, options)
         loc, scale = np.asarray(opts["loc"]), np.asarray(opts["scale"])
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            # a column of zeros only has no positive value: nanmin warns
+            warnings.simplefilter("ignore", RuntimeWarning)
             logs = np.log(np.where(values > 0, values, np.nan))
             low = np.nanmin((logs - loc) / scale, axis=0)
             observed = np.sum(np.isfinite(values), axis=0)
@@ -1006,7 +1008,8 @@ class ZeroNormal(ZeroLogNormal):
         with np.errstate(all="ignore"):
             nonzero = np.where(values != 0, values, np.nan)
         loc, scale = _column_stats(nonzero)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-zero columns
             low = np.nanmin((nonzero - loc) / scale, axis=0)
             observed = np.sum(np.isfinite(values), axis=0)
             share = np.sum(values == 0, axis=0) / np.maximum(observed, 1)

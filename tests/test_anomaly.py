@@ -301,3 +301,16 @@ def test_variance_refit_leaves_the_zero_inflated_columns(monkeypatch):
     assert det.params_.size - n == 4
     assert np.all(det.params_[n : n + 2] != trained.params_[n : n + 2])
     np.testing.assert_array_equal(det.params_[n + 2 :], trained.params_[n + 2 :])
+
+
+def test_a_column_of_zeros_fits_without_warnings():
+    import warnings
+
+    X = _zero_inflated()
+    X[:, 1] = 0.0  # never fires in the training rows
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        det = VAEAnomalyDetector(max_iter=5, random_state=0).fit(X)
+        scores = det.score_samples(np.r_[X[:5], [[0.0, 2.0, 0.0, 0.0]]])
+    assert det.feature_likelihoods_[1] == "zero_normal"
+    assert scores[-1] < scores[:5].min()  # a column that never fires, firing
