@@ -9,6 +9,7 @@ from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, MissingValues, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
+from . import _copies
 from ._base import _validate_hidden_layer_sizes
 from ._columns import is_dataframe
 from ._vae import _SHARED_ATTRIBUTES, _SHARED_PARAMETERS, BaseVAE
@@ -105,6 +106,20 @@ class VAEImputer(BaseVAE):
         Keep the columns that had no observed value during ``fit`` (filled
         with 0, or left missing for categorical columns); by default they are
         dropped from the output, as scikit-learn's imputers do.
+    fill_from_copies : bool, default=True
+        Fill a missing cell from a copy of its row among the rows given to
+        ``fit``, when there is one: a training row that agrees with the row
+        on every cell both observe, on at least three of them, and on so
+        distinctive a set of values that fewer than 0.001 training rows
+        would agree by chance (the columns' chances of agreement multiplied,
+        each the probability that two training rows share the column's
+        value). Tables often hold the same record twice, and the copy's
+        value beats any model's guess; trees and neighbour imputers find
+        copies by themselves, a VAE does not. Copies fill their cells with
+        ``sample_posterior=True`` too. The imputer then keeps the training
+        rows, as :class:`~sklearn.impute.KNNImputer` does; ``False`` keeps
+        the fitted model free of them. Not used for sparse input, after
+        ``partial_fit`` alone, or by the dask imputer.
     mask_rate : float in [0, 1), default=0.0
         Share of the observed cells hidden from the encoder at random in each
         training batch (the likelihood still scores them), as in VAEAC
@@ -167,6 +182,7 @@ class VAEImputer(BaseVAE):
         "sample_posterior": ["boolean"],
         "add_indicator": ["boolean"],
         "keep_empty_features": ["boolean"],
+        "fill_from_copies": ["boolean"],
         "mask_rate": [Interval(Real, 0, 1, closed="left")],
     }
 
@@ -177,6 +193,7 @@ class VAEImputer(BaseVAE):
         sample_posterior=False,
         add_indicator=False,
         keep_empty_features=False,
+        fill_from_copies=True,
         mask_rate=0.0,
         hidden_layer_sizes="auto",
         latent_dim="auto",
@@ -208,6 +225,7 @@ class VAEImputer(BaseVAE):
         self.sample_posterior = sample_posterior
         self.add_indicator = add_indicator
         self.keep_empty_features = keep_empty_features
+        self.fill_from_copies = fill_from_copies
         self.mask_rate = mask_rate
         self.hidden_layer_sizes = hidden_layer_sizes
         self.latent_dim = latent_dim
@@ -312,6 +330,7 @@ class VAEImputer(BaseVAE):
         X = self._placeholder_to_nan(X)
         super().fit(X)
         self._fit_missing_features(X)
+        self._fit_copies(X)
         return self
 
     def partial_fit(self, X, y=None):
@@ -343,6 +362,42 @@ class VAEImputer(BaseVAE):
             self.indicator_ = MissingIndicator(error_on_new=False)
             self.indicator_.fit(C)
 
+    def _fit_copies(self, X):
+        """Keep the training rows (codes) to fill cells from their copies."""
+        self._copies = None
+        if self.fill_from_copies:
+            C = self._check_X(X, reset=False)
+            if not hasattr(C, "tocsr"):
+                D = np.array(C, dtype=np.float64)
+                self._copies = (D, _copies.collision_log_probabilities(D))
+
+    def _fill_from_copies(self, C, filled):
+        """``filled`` (rows in the user's columns) with the cells that a
+        copy among the training rows has (see ``fill_from_copies``)."""
+        copies = getattr(self, "_copies", None)
+        if copies is None or not self.fill_from_copies:
+            return filled
+        values = _copies.donor_values(*copies, C, self.is_categorical_)
+        found = ~np.isnan(values)
+        if not found.any():
+            return filled
+        level = np.cumsum(self.is_categorical_) - 1
+        frame = is_dataframe(filled)
+        for j in np.flatnonzero(found.any(axis=0)):
+            rows = np.flatnonzero(found[:, j])
+            column = filled.iloc[:, j].copy() if frame else filled[:, j]
+            v = values[rows, j]
+            if self.is_categorical_[j]:
+                v = self.categories_[level[j]][v.astype(np.intp)]
+            elif column.dtype.kind in "iu":
+                v = np.round(v)  # the mean of integer copies
+            if frame:
+                column.iloc[rows] = v
+                filled.iloc[:, j] = column
+            else:
+                column[rows] = v
+        return filled
+
     def transform(self, X):
         """Fill the missing cells of ``X``.
 
@@ -371,7 +426,7 @@ class VAEImputer(BaseVAE):
             gen = np.random.default_rng([self._score_seed, self._n_calls])
             self._n_calls += 1
         V = self._fill_missing(C, self.n_importance_samples, gen)
-        filled = self._from_internal(V)
+        filled = self._fill_from_copies(C, self._from_internal(V))
         out = self._merge(X, C, filled, missing)
         return self._finish(out, missing)
 

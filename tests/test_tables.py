@@ -468,3 +468,99 @@ def test_detector_does_not_favour_rows_with_missing_cells():
     # a row with no observed cell gets the training rows' typical score
     empty = det.score_samples(np.full((1, 6), np.nan))
     assert np.isfinite(empty).all()
+
+
+# -- copies of rows --------------------------------------------------------------
+
+
+def test_collision_probabilities():
+    from skvae._copies import collision_log_probabilities
+
+    D = np.array([[1.0, 0.0], [1.0, np.nan], [2.0, 1.0], [2.0, 2.0]])
+    # column 0: two values, half each; column 1: three values, a third each
+    np.testing.assert_allclose(np.exp(collision_log_probabilities(D)), [0.5, 1.0 / 3.0])
+
+
+def test_donor_values_take_only_copies():
+    import skvae._copies as copies
+
+    rng = np.random.default_rng(0)
+    n = 500
+    D = np.column_stack(
+        [rng.normal(size=(n, 4)).round(3), rng.integers(0, 2, size=(n, 2))]
+    ).astype(float)
+    is_cat = np.array([False] * 4 + [True] * 2)
+    D[1] = D[0]  # row 1 is a copy of row 0 ...
+    D[0, 1] = np.nan  # ... which lacks a cell the copy has
+    D[1, 3] = np.nan  # (and the copy lacks another one)
+    X = np.array(
+        [
+            D[0],
+            [D[0, 0], np.nan, 9.0, D[0, 3], D[0, 4], D[0, 5]],  # disagrees once
+            [D[0, 0], np.nan, np.nan, np.nan, D[0, 4], D[0, 5]],  # too weak
+            [np.nan, np.nan, np.nan, D[2, 3], D[2, 4], D[2, 5]],  # too weak
+        ]
+    )
+    log_q = copies.collision_log_probabilities(D)
+    out = copies.donor_values(D, log_q, X, is_cat)
+    expected = np.full(X.shape, np.nan)
+    expected[0, 1] = D[1, 1]
+    np.testing.assert_array_equal(out, expected)
+    # the mean of several numeric copies, the majority level of categorical ones
+    row = D[1].copy()
+    row[3] = D[0, 3]
+    D2 = np.vstack([D, row, row, row])
+    D2[-1, 1] += 1.0
+    D2[-3:, 5] = 1 - row[5]
+    X2 = D2[[0]].copy()
+    X2[0, 5] = np.nan
+    out = copies.donor_values(D2, copies.collision_log_probabilities(D2), X2, is_cat)
+    # col 1: rows -3, -2, -1 (row 1 now agrees with it on three cells only,
+    # two continuous ones and a binary one: 500 * q^3 is above CHANCE);
+    # col 5: row 0 against rows -3, -2, -1
+    assert out[0, 1] == pytest.approx(row[1] + 1.0 / 3.0)
+    assert out[0, 5] == 1 - row[5]
+
+
+def _with_copies(n=300, seed=0):
+    """A mixed table where every other row has a copy further down."""
+    df = _table(n=n, seed=seed)
+    df = pd.concat([df, df.iloc[::2]], ignore_index=True)
+    hide = np.random.default_rng(seed).random(df.shape) < 0.2
+    masked = df.copy()
+    for j, col in enumerate(df.columns):
+        if df[col].dtype == bool:
+            masked[col] = masked[col].astype(object)
+        masked.loc[hide[:, j], col] = None if masked[col].dtype == object else np.nan
+    return df, masked, hide
+
+
+def test_imputer_fills_cells_from_copies_of_their_row():
+    df, masked, hide = _with_copies()
+    with_copies = VAEImputer(**FAST).fit(masked)
+    out = with_copies.transform(masked)
+    plain = VAEImputer(fill_from_copies=False, **FAST).fit(masked)
+    ref = plain.transform(masked)
+    assert list(out.dtypes) == list(masked.dtypes)
+    truth = df.astype(object).to_numpy()
+    got, base = out.astype(object).to_numpy(), ref.astype(object).to_numpy()
+    # the cells a copy fills (the rule itself: test_donor_values_take_only_copies)
+    from skvae._copies import donor_values
+
+    C = with_copies._check_X(masked, reset=False)
+    copied = ~np.isnan(
+        donor_values(*with_copies._copies, C, with_copies.is_categorical_)
+    )
+    assert copied.sum() > 20 and np.all(hide[copied])
+    # only copied rows (the first 300 rows' even ones and the appended ones)
+    rows = np.flatnonzero(copied.any(axis=1))
+    assert np.all((rows < 300) & (rows % 2 == 0) | (rows >= 300))
+    # they come back exactly, where the model alone rarely hits them
+    np.testing.assert_array_equal(got[copied], truth[copied])
+    numeric = copied.copy()
+    numeric[:, 2:] = False
+    assert not np.any(base[numeric] == truth[numeric])
+    # the other cells are the model's, as without the option
+    np.testing.assert_array_equal(got[~copied], base[~copied])
+    # the fitted model keeps no training rows when asked not to
+    assert plain._copies is None
