@@ -275,6 +275,11 @@ class BaseVAE(BaseAutoencoder):
             them, or a random :data:`AGGREGATE_ROWS` of them), stored in
             ``latent_posterior_mean_`` and ``latent_posterior_var_``: pick a
             training row at random and draw ``z`` from its encoder posterior.
+            The rows are picked in balanced rounds (every stored row once,
+            in a random order, before any row again), so the synthetic rows
+            mix the training rows' posteriors in exact, not multinomial,
+            shares: ``n_samples`` equal to the number of stored rows uses
+            each of them once.
             The decoder is trained on such codes, while the prior also has
             mass where no training row's posterior is (the "holes" of a VAE
             whose KL term is not at zero), so these rows follow the data more
@@ -376,7 +381,8 @@ class BaseVAE(BaseAutoencoder):
 
     def _aggregate_draws(self, n, gen):
         """``n`` codes from the aggregate posterior of the stored training
-        rows (a mixture of their encoder posteriors, equal weights)."""
+        rows (a mixture of their encoder posteriors, equal weights), the
+        rows picked in balanced rounds (:func:`balanced_picks`)."""
         mean = getattr(self, "latent_posterior_mean_", None)
         if mean is None:
             raise ValueError(
@@ -384,7 +390,7 @@ class BaseVAE(BaseAutoencoder):
                 "model does not have (fitted by a version or a backend that "
                 "does not store it); refit it in memory."
             )
-        pick = gen.integers(0, mean.shape[0], n)
+        pick = balanced_picks(mean.shape[0], n, gen)
         std = np.sqrt(self.latent_posterior_var_[pick])
         return mean[pick] + std * gen.standard_normal(std.shape)
 
@@ -457,6 +463,17 @@ def _set_column(out, j, values):
         out.iloc[:, j] = np.asarray(values).astype(out.iloc[:, j].dtype)
     else:
         out[:, j] = values
+
+
+def balanced_picks(m, n, gen):
+    """``n`` indices into ``m`` items in rounds: each round a random order
+    of all ``m``, the last round cut short. Every item is picked ``n // m``
+    or ``n // m + 1`` times, and each pick is uniform over the items, as an
+    independent pick is, but the shares of the items among the picks are
+    exact instead of multinomial (measured on penguins, issue 15: SDMetrics
+    quality 0.865 -> 0.882 on seeds 3-8)."""
+    rounds = -(-n // m)
+    return np.concatenate([gen.permutation(m) for _ in range(rounds)])[:n]
 
 
 def row_subsample(n, limit, seed):

@@ -1,5 +1,6 @@
 """Likelihoods on raw values and conditional sampling (synthetic rows)."""
 
+import copy
 import warnings
 
 import numpy as np
@@ -368,6 +369,26 @@ def test_aggregate_draws_follow_the_mixture_of_posteriors(penguins_model):
     np.testing.assert_allclose(Z.mean(axis=0), mean.mean(axis=0), atol=0.01)
     total = mean.var(axis=0) + var.mean(axis=0)
     np.testing.assert_allclose(Z.var(axis=0), total, rtol=0.02)
+
+
+def test_aggregate_draws_use_the_training_rows_in_balanced_rounds(penguins_model):
+    from skvae._vae import balanced_picks
+
+    vae, _ = penguins_model
+    m = vae.latent_posterior_mean_.shape[0]
+    model = copy.deepcopy(vae)
+    model.latent_posterior_var_ = np.zeros_like(model.latent_posterior_var_)
+    Z = model._aggregate_draws(2 * m + 7, np.random.default_rng(0))
+    # every stored posterior (here a point) twice, seven of them once more
+    _, counts = np.unique(Z, axis=0, return_counts=True)
+    assert counts.size == m and counts.sum() == 2 * m + 7
+    np.testing.assert_array_equal(np.bincount(counts), [0, 0, m - 7, 7])
+    # each pick is uniform over the rows, as an independent pick is
+    picks = np.stack(
+        [balanced_picks(5, 3, np.random.default_rng(s)) for s in range(4000)]
+    )
+    shares = np.stack([np.bincount(p, minlength=5) for p in picks.T]) / 4000
+    np.testing.assert_allclose(shares, 0.2, atol=0.03)
 
 
 @pytest.mark.parametrize("noise", [False, True])
