@@ -190,6 +190,21 @@ def test_detector_refits_its_variances_as_in_memory(client, data, monkeypatch):
     assert est.offset_ == np.percentile(est.to_local().score_samples(Xn), 5)
 
 
+def test_detector_auto_likelihood_stays_gaussian(client, data):
+    # in memory, likelihood="auto" models columns with many zeros as
+    # "zero_normal"; the dask detector cannot fit that yet and keeps them
+    # Gaussian, as documented
+    Xn, _ = data
+    Xz = Xn.copy()
+    Xz[::2, 0] = 0.0
+    X = da.from_array(Xz, chunks=(CHUNK, -1))
+    est = skd.DaskVAEAnomalyDetector(contamination=0.05, **FIT).fit(X)
+    assert est.feature_likelihoods_.tolist() == ["gaussian"] * Xz.shape[1]
+    local = VAEAnomalyDetector(contamination=0.05, **FIT).fit(Xz)
+    assert local.feature_likelihoods_[0] == "zero_normal"
+    assert np.all(np.isfinite(est.score_samples(X).compute()))
+
+
 def test_aggregate_posterior_as_in_memory(client, data, monkeypatch):
     # the posteriors of the rows the in-memory fit stores (here a sample of
     # them, picked across blocks), so that sample(latent="aggregate") works
