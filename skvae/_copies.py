@@ -28,16 +28,19 @@ CHANCE = 1e-3
 #: Fewest cells observed in both rows that a copy must agree on.
 MIN_CELLS = 3
 
-#: A row's candidates are the training rows that share its value in one of
-#: its ``KEYS`` most distinctive observed columns, among the columns where
-#: at most ``KEY_MATCHES`` training rows are expected to share a value
-#: (``n q_j``): a bound on the work, which loses only copies that lack all
-#: of those columns.
+#: A row's candidates are the training rows that share its values in one of
+#: its ``KEYS`` keys: its most distinctive observed column, or its two most
+#: distinctive ones when at most ``KEY_MATCHES`` training rows are expected
+#: to share the one (``n q_j``) but not the two, then the next column or
+#: two. A bound on the work, which loses only copies that lack a column of
+#: every key.
 KEYS = 2
 KEY_MATCHES = 300
 
-#: Candidate pairs checked at a time.
+#: Candidate pairs checked at a time, and rows looked up at a time (which
+#: bounds the memory of the pairs to about ``KEYS * KEY_MATCHES`` per row).
 _CHUNK = 200_000
+_ROWS = 5_000
 
 
 def collision_log_probabilities(D):
@@ -55,28 +58,95 @@ def collision_log_probabilities(D):
     return out
 
 
-def _candidate_pairs(D, log_q, X, rows):
-    """``(query, train)`` index pairs: the training rows that share the value
-    of one of the query row's key columns (see ``KEYS``), without repeats."""
-    n = D.shape[0]
-    seen = ~np.isnan(X[rows])
-    usable = seen & (np.log(KEY_MATCHES / n) >= log_q)
-    rank = np.where(usable, log_q, np.inf)
-    keys = np.argsort(rank, axis=1, kind="stable")[:, :KEYS]
+def _codes(D, j, cache):
+    """Column ``j``'s training levels (sorted) and each row's level index
+    (-1 where missing), computed once per column."""
+    key = ("codes", j)
+    if key not in cache:
+        column = D[:, j]
+        seen = ~np.isnan(column)
+        levels = np.unique(column[seen])
+        codes = np.full(column.shape, -1, dtype=np.int64)
+        codes[seen] = np.searchsorted(levels, column[seen])
+        cache[key] = levels, codes
+    return cache[key]
+
+
+def _query_codes(D, j, values, cache):
+    """Level indices of ``values`` in column ``j`` (-2 for values no
+    training row has)."""
+    levels, _ = _codes(D, j, cache)
+    if levels.size == 0:
+        return np.full(values.shape, -2, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(levels, values), levels.size - 1)
+    return np.where(levels[pos] == values, pos, -2)
+
+
+def _sorted_key(D, cols, cache):
+    """The training rows with every column of ``cols`` observed, in the
+    order of their joint level code, and those codes."""
+    if cols not in cache:
+        joint = np.zeros(D.shape[0], dtype=np.int64)
+        valid = np.ones(D.shape[0], dtype=bool)
+        for j in cols:
+            levels, codes = _codes(D, j, cache)
+            joint = joint * max(levels.size, 1) + codes
+            valid &= codes >= 0
+        train_rows = np.flatnonzero(valid)
+        order = train_rows[np.argsort(joint[train_rows], kind="stable")]
+        cache[cols] = order, joint[order]
+    return cache[cols]
+
+
+def _row_keys(log_q, seen, bound):
+    """Each row's ``KEYS`` keys: a run of its most distinctive observed
+    columns, one column, or two when one is not distinctive enough (at most
+    ``KEY_MATCHES`` expected matches); ``-1`` columns for no key."""
+    rank = np.where(seen, log_q, np.inf)
+    order = np.argsort(rank, axis=1, kind="stable")
+    sorted_q = np.take_along_axis(rank, order, axis=1)
+    n_rows, d = seen.shape
+    keys = np.full((n_rows, KEYS, 2), -1, dtype=np.intp)
+    at = np.zeros(n_rows, dtype=np.intp)  # next column to use, per row
+    rows = np.arange(n_rows)
+    for k in range(KEYS):
+        first = np.minimum(at, d - 1)
+        second = np.minimum(at + 1, d - 1)
+        q1 = np.where(at < d, sorted_q[rows, first], np.inf)
+        q2 = np.where(at + 1 < d, q1 + sorted_q[rows, second], np.inf)
+        single = q1 <= bound
+        pair = ~single & (q2 <= bound)
+        keys[single, k, 0] = order[rows[single], first[single]]
+        keys[pair, k, 0] = order[rows[pair], first[pair]]
+        keys[pair, k, 1] = order[rows[pair], second[pair]]
+        at = at + np.where(single, 1, 2)
+    return keys
+
+
+def _candidate_pairs(D, log_q, X, rows, cache):
+    """``(query, train)`` index pairs: the training rows that share the
+    values of one of the query row's keys (:func:`_row_keys`), without
+    repeats."""
+    n, d = D.shape
+    keys = _row_keys(log_q, ~np.isnan(X[rows]), np.log(KEY_MATCHES / n))
     queries, trains = [], []
-    for k in range(keys.shape[1]):
-        for j in np.unique(keys[:, k]):
-            sel = (keys[:, k] == j) & usable[np.arange(rows.size), j]
-            if not sel.any():
-                continue
-            column = D[:, j]
-            train_rows = np.flatnonzero(~np.isnan(column))
-            order = train_rows[np.argsort(column[train_rows], kind="stable")]
-            values = column[order]
+    for k in range(KEYS):
+        kinds = keys[:, k, 0] * (d + 1) + keys[:, k, 1] + 1
+        for kind in np.unique(kinds[keys[:, k, 0] >= 0]):
+            sel = kinds == kind
+            cols = tuple(int(c) for c in keys[np.flatnonzero(sel)[0], k] if c >= 0)
+            order, joint = _sorted_key(D, cols, cache)
             q = rows[sel]
-            lo = np.searchsorted(values, X[q, j], side="left")
-            hi = np.searchsorted(values, X[q, j], side="right")
-            count = hi - lo
+            wanted = np.zeros(q.size, dtype=np.int64)
+            valid = np.ones(q.size, dtype=bool)
+            for j in cols:
+                levels, _ = _codes(D, j, cache)
+                code = _query_codes(D, j, X[q, j], cache)
+                wanted = wanted * max(levels.size, 1) + code
+                valid &= code >= 0
+            lo = np.searchsorted(joint, wanted, side="left")
+            hi = np.searchsorted(joint, wanted, side="right")
+            count = np.where(valid, hi - lo, 0)
             if not count.any():
                 continue
             starts = np.repeat(lo - np.cumsum(count) + count, count)
@@ -119,20 +189,23 @@ def donor_values(D, log_q, X, is_categorical):
     # rows with a hole, and enough observed evidence to recognise a copy
     evidence = np.where(missing, 0.0, log_q).sum(axis=1)
     rows = np.flatnonzero(missing.any(axis=1) & (evidence <= limit))
-    query, train = _candidate_pairs(D, log_q, X, rows)
-    keep = []
-    for start in range(0, query.size, _CHUNK):
-        i, r = query[start : start + _CHUNK], train[start : start + _CHUNK]
-        both = observed_d[r] & ~missing[i]
-        agree = np.all((D[r] == X[i]) | ~both, axis=1)
-        strength = np.where(both, log_q, 0.0).sum(axis=1)
-        gives = np.any(observed_d[r] & missing[i], axis=1)
-        copy = agree & gives & (both.sum(axis=1) >= MIN_CELLS) & (strength <= limit)
-        keep.append(np.flatnonzero(copy) + start)
-    if not keep:
+    cache = {}
+    copies = []
+    for first in range(0, rows.size, _ROWS):
+        query, train = _candidate_pairs(D, log_q, X, rows[first : first + _ROWS], cache)
+        for start in range(0, query.size, _CHUNK):
+            i, r = query[start : start + _CHUNK], train[start : start + _CHUNK]
+            both = observed_d[r] & ~missing[i]
+            agree = np.all((D[r] == X[i]) | ~both, axis=1)
+            strength = np.where(both, log_q, 0.0).sum(axis=1)
+            gives = np.any(observed_d[r] & missing[i], axis=1)
+            copy = agree & gives & (both.sum(axis=1) >= MIN_CELLS)
+            copy &= strength <= limit
+            copies.append((i[copy], r[copy]))
+    if not copies:
         return out
-    keep = np.concatenate(keep)
-    i, r = query[keep], train[keep]
+    i = np.concatenate([c[0] for c in copies])
+    r = np.concatenate([c[1] for c in copies])
     # every (row, column) cell a copy fills, with the copy's value
     fills = missing[i] & observed_d[r]
     pair, col = np.nonzero(fills)

@@ -564,3 +564,28 @@ def test_imputer_fills_cells_from_copies_of_their_row():
     np.testing.assert_array_equal(got[~copied], base[~copied])
     # the fitted model keeps no training rows when asked not to
     assert plain._copies is None
+
+
+def test_donor_values_pair_keys_on_large_tables(monkeypatch):
+    # when no single column is distinctive enough to look copies up by (too
+    # many rows share each value, as in a large table), a pair of columns is
+    # the key: it finds nearly the copies that single columns find
+    import skvae._copies as copies
+
+    rng = np.random.default_rng(1)
+    n = 2000
+    D = np.column_stack(
+        [rng.normal(size=(n, 4)).round(2), rng.integers(0, 3, size=(n, 2))]
+    ).astype(float)
+    D[n // 2 :] = D[: n // 2]
+    D[rng.random(D.shape) < 0.2] = np.nan
+    is_cat = np.array([False] * 4 + [True] * 2)
+    log_q = copies.collision_log_probabilities(D)
+    single = copies.donor_values(D, log_q, D, is_cat)
+    monkeypatch.setattr(copies, "KEY_MATCHES", 2)
+    assert np.all(np.exp(log_q) * n > 2)  # no single-column key now
+    paired = copies.donor_values(D, log_q, D, is_cat)
+    other = np.r_[D[n // 2 :], D[: n // 2]]
+    found = ~np.isnan(paired)
+    assert found.sum() > 0.8 * np.sum(~np.isnan(single)) > 300
+    np.testing.assert_array_equal(paired[found], other[found])
