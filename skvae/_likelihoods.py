@@ -910,21 +910,31 @@ class ZeroLogNormal(LogNormal):
         p0 = np.clip(self._stat("zero_share", np.float64, 0.5), 1e-3, 1 - 1e-3)
         bias[: self.n_columns] = np.log(p0) - np.log1p(-p0)
 
+    @staticmethod
+    def _continuous_part(values):
+        """The values the continuous part models, as the decoder sees them
+        before standardisation (NaN on the other cells): ``log x`` of the
+        positive values."""
+        with np.errstate(all="ignore"):
+            return np.log(np.where(values > 0, values, np.nan))
+
     @classmethod
     def fit_options(cls, values, options):
-        opts = LogNormal.fit_options(values, options)
-        loc, scale = np.asarray(opts["loc"]), np.asarray(opts["scale"])
+        g = cls._continuous_part(values)
+        loc, scale = _column_stats(g)
         with np.errstate(all="ignore"), warnings.catch_warnings():
-            # a column of zeros only has no positive value: nanmin warns
+            # a column of zeros only has no continuous value: nanmin warns
             warnings.simplefilter("ignore", RuntimeWarning)
-            logs = np.log(np.where(values > 0, values, np.nan))
-            low = np.nanmin((logs - loc) / scale, axis=0)
+            low = np.nanmin((g - loc) / scale, axis=0)
             observed = np.sum(np.isfinite(values), axis=0)
             share = np.sum(values == 0, axis=0) / np.maximum(observed, 1)
         low = np.where(np.isfinite(low), low, 0.0)
-        opts["zero_input"] = (low - 1.0).tolist()
-        opts["zero_share"] = np.where(observed > 0, share, 0.5).tolist()
-        return opts
+        return {
+            "loc": loc.tolist(),
+            "scale": scale.tolist(),
+            "zero_input": (low - 1.0).tolist(),
+            "zero_share": np.where(observed > 0, share, 0.5).tolist(),
+        }
 
     @classmethod
     def support_error(cls, values, options):
@@ -1003,23 +1013,9 @@ class ZeroNormal(ZeroLogNormal):
 
     name = "zero_normal"
 
-    @classmethod
-    def fit_options(cls, values, options):
-        with np.errstate(all="ignore"):
-            nonzero = np.where(values != 0, values, np.nan)
-        loc, scale = _column_stats(nonzero)
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-zero columns
-            low = np.nanmin((nonzero - loc) / scale, axis=0)
-            observed = np.sum(np.isfinite(values), axis=0)
-            share = np.sum(values == 0, axis=0) / np.maximum(observed, 1)
-        low = np.where(np.isfinite(low), low, 0.0)
-        return {
-            "loc": loc.tolist(),
-            "scale": scale.tolist(),
-            "zero_input": (low - 1.0).tolist(),
-            "zero_share": np.where(observed > 0, share, 0.5).tolist(),
-        }
+    @staticmethod
+    def _continuous_part(values):
+        return np.where(values != 0, values, np.nan)
 
     @classmethod
     def support_error(cls, values, options):
@@ -1033,14 +1029,6 @@ class ZeroNormal(ZeroLogNormal):
 
     def _log_jacobian(self, T):
         return np.zeros_like(T)
-
-    def encoder_input(self, T, missing):
-        zero = T == 0
-        y = self._standardised(T, None)
-        y = np.where(zero, self._stat("zero_input", T.dtype), y)
-        if missing is not None:
-            y[missing] = 0
-        return y
 
     def mean(self, out, params):
         out = np.asarray(out)
