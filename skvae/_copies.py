@@ -221,12 +221,11 @@ def donor_values(D, log_q, X, is_categorical):
     cat = ~numeric
     if cat.any():
         # the most frequent level per cell (the smallest on ties)
-        triples = np.unique(
+        cells, votes = np.unique(
             np.column_stack([row[cat], col[cat], value[cat]]),
             axis=0,
             return_counts=True,
         )
-        (cells, votes) = triples
         order = np.lexsort((cells[:, 2], -votes, cells[:, 1], cells[:, 0]))
         cells = cells[order]
         first = np.ones(len(cells), dtype=bool)
