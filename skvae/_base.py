@@ -470,6 +470,11 @@ class BaseAutoencoder(
         """Whether ``n_iter_no_change`` epochs without progress stop training."""
         return True
 
+    def _learning_rate_factor(self, epoch, n_epochs):
+        """Multiplier of ``learning_rate_init`` in epoch ``epoch`` of ``n_epochs``
+        of one ``fit`` (constant by default)."""
+        return 1.0
+
     def _new_architecture(self, n_samples, n_features):
         hidden, latent_dim = self._network_shape(n_samples, n_features)
         layout = self._layout_
@@ -677,7 +682,10 @@ class BaseAutoencoder(
         # what a KeyboardInterrupt falls back on: the last complete epoch
         kept = (theta.copy(), _copy_state(optimizer.state()), self.n_iter_)
         try:
-            for _ in range(n_epochs):
+            for epoch in range(n_epochs):
+                optimizer.learning_rate = self.learning_rate_init * (
+                    1.0 if incremental else self._learning_rate_factor(epoch, n_epochs)
+                )
                 self._warmup_beta(objective, self.n_iter_)
                 perm = gen.permutation(n)
                 total = recon = kl = 0.0

@@ -589,3 +589,32 @@ def test_donor_values_pair_keys_on_large_tables(monkeypatch):
     found = ~np.isnan(paired)
     assert found.sum() > 0.8 * np.sum(~np.isnan(single)) > 300
     np.testing.assert_array_equal(paired[found], other[found])
+
+
+def test_imputer_auto_budget_ends_with_a_learning_rate_decay(monkeypatch):
+    import skvae._base as base
+    import skvae._imputer as imputer
+
+    rates = []
+
+    class Spy(base.Adam):
+        def update(self, params, grad, workers=None):
+            rates.append(self.learning_rate)
+            return super().update(params, grad, workers)
+
+    monkeypatch.setattr(base, "Adam", Spy)
+    monkeypatch.setattr(imputer, "_AUTO_MAX_EPOCHS", 20)
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    X[::4, 1] = np.nan
+    VAEImputer(hidden_layer_sizes=(4,), random_state=0).fit(X)
+    # one batch per epoch, 20 epochs: the last 6 (30 %) fall towards 0
+    lr = 1e-3
+    assert len(rates) == 20
+    np.testing.assert_allclose(rates[:14], lr)
+    np.testing.assert_allclose(rates[14:], lr * np.arange(6, 0, -1) / 7)
+    # an integer max_iter keeps the usual constant rate
+    rates.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        VAEImputer(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(X)
+    np.testing.assert_allclose(rates, lr)
