@@ -103,7 +103,8 @@ print(holey.head().to_string())
 # It takes the DataFrame as it is, NaN and categories included, and returns
 # one with the same columns and dtypes in which only the missing cells
 # changed. Its defaults size the network from the table and train for a
-# fixed budget of about 4000 Adam steps (500 epochs here): a few seconds.
+# fixed budget (about 16000 Adam steps, at most 500 epochs: all 500 here,
+# a few seconds).
 vae_filled = VAEImputer(random_state=0).fit_transform(holey)
 print(vae_filled.dtypes)
 print(vae_filled.head().round(1).to_string())
