@@ -35,7 +35,7 @@ _AUTO_DOCS = {
         score by how probable a zero is, not by where 0 falls on a normal
         density stretched over them (measured on both ADBench development
         sets; see the user guide). The choice is in
-        ``feature_likelihoods_``.""",
+        ``feature_likelihoods_``; a warm start keeps it.""",
     "standardize": """standardize : bool or "robust", default="robust"
         Centre and scale each feature inside the model: ``"robust"`` uses the
         median and the interquartile range (kept above 0.35 standard
@@ -380,9 +380,15 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
             return self.likelihood
         if sp.issparse(X) or not self._auto_zero_inflated:
             return "gaussian"
-        shares = _columns.zero_shares(X, is_categorical)
-        with np.errstate(invalid="ignore"):
-            picked = np.flatnonzero(shares > _AUTO_ZERO_SHARE)
+        kept = getattr(self, "feature_likelihoods_", None)
+        if self.warm_start and kept is not None and len(kept) == X.shape[1]:
+            # a warm start keeps the first fit's choice, and so its network,
+            # even where the new rows' zero shares fall on the other side
+            picked = np.flatnonzero(kept == "zero_normal")
+        else:
+            shares = _columns.zero_shares(X, is_categorical)
+            with np.errstate(invalid="ignore"):
+                picked = np.flatnonzero(shares > _AUTO_ZERO_SHARE)
         if picked.size == 0:
             return "gaussian"
         return {int(j): "zero_normal" for j in picked}

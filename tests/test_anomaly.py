@@ -275,6 +275,24 @@ def test_auto_likelihood_picks_the_zero_inflated_columns():
     assert det.feature_likelihoods_.tolist() == ["gaussian"] * 4
 
 
+def test_auto_likelihood_is_kept_by_a_warm_start():
+    # new rows whose zero shares fall on the other side of the threshold do
+    # not change the likelihoods, so the warm start goes on training the
+    # same network instead of silently starting afresh
+    X = _zero_inflated()
+    det = VAEAnomalyDetector(max_iter=5, warm_start=True, random_state=0)
+    det.fit(X)
+    first = det.params_.copy()
+    assert det.n_iter_ == 5
+    no_zeros = X + (X == 0) * 0.01
+    det.fit(no_zeros)
+    assert det.feature_likelihoods_.tolist() == ["zero_normal"] * 2 + ["gaussian"] * 2
+    assert det.n_iter_ == 10 and det.params_.shape == first.shape
+    # a fresh fit on the same rows picks Gaussians
+    fresh = VAEAnomalyDetector(max_iter=5, random_state=0).fit(no_zeros)
+    assert fresh.feature_likelihoods_.tolist() == ["gaussian"] * 4
+
+
 def test_zero_inflated_columns_score_any_real_value():
     # a non-negative training column may meet negative values later: they
     # score (low), they do not raise
