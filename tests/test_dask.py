@@ -534,6 +534,28 @@ def test_imputer_fills_only_missing_cells_as_in_memory(mixed, mixed_fitted):
     pdt.assert_frame_equal(sampled, local.sample(50, random_state=0))
 
 
+def test_imputer_auto_budget_decays_as_in_memory(client, monkeypatch):
+    import skvae._imputer as imputer
+    import skvae.dask._estimators as estimators
+
+    scales = []
+    submit = estimators._submit_epoch
+
+    def spy(client, job, *args):
+        scales.append(job["lr_scale"])
+        return submit(client, job, *args)
+
+    monkeypatch.setattr(estimators, "_submit_epoch", spy)
+    monkeypatch.setattr(imputer, "_AUTO_MAX_EPOCHS", 10)
+    Xn = _data(200)
+    Xn[::3, 0] = np.nan
+    X = da.from_array(Xn, chunks=(100, -1))
+    skd.DaskVAEImputer(hidden_layer_sizes=(8,), random_state=0).fit(X)
+    # the last 3 of 10 epochs (30 %) fall towards 0, from the workers' scale
+    base = scales[0]
+    np.testing.assert_allclose(scales, base * np.r_[[1.0] * 7, 3 / 4, 2 / 4, 1 / 4])
+
+
 def test_imputer_on_arrays(client):
     Xn = _data(1000)
     rng = np.random.RandomState(0)

@@ -714,7 +714,10 @@ def _train(client, model, blocks, rows, gen):
     best = None
     stopped = False
     start = time.perf_counter()
+    lr_scale = job["lr_scale"]
     for epoch in range(n_epochs):
+        # the in-memory schedule (the imputer's "auto" budget ends with a decay)
+        job["lr_scale"] = lr_scale * model._learning_rate_factor(epoch, n_epochs)
         state["sums"] = np.zeros(4)
         n_warmup = WARMUP_PIECES if epoch == 0 else 0
         rounds, block_seeds = _plan_epoch(
