@@ -16,10 +16,10 @@ from ._vae import _SHARED_ATTRIBUTES, _SHARED_PARAMETERS, BaseVAE
 
 #: Adam steps of the "auto" training budget, and its bounds in epochs
 #: (measured: 4000 steps left Adult at 25 epochs and an error of 0.212, 60
-#: epochs reached 0.2005; 16000 steps with the decay below gave 0.1974-0.1983
-#: on validation seeds where 10000 gave 0.1991-0.2026, and Wine 0.0510-0.0514
-#: where it gave 0.0515-0.0521; 20000 gained nothing more on Adult; the small
-#: tables hit the 500-epoch cap either way).
+#: epochs reached 0.2005; 16000 steps with the decay below gave 0.1974 and
+#: 0.1983 on validation seeds 3 and 4, where 10000 gave 0.1991 and 0.2005,
+#: and Wine 20 % 0.0510-0.0514 where it gave 0.0515-0.0521; 20000 gained
+#: nothing more on Adult; the small tables hit the 500-epoch cap either way).
 _AUTO_STEPS = 16000
 _AUTO_MIN_EPOCHS = 20
 _AUTO_MAX_EPOCHS = 500
