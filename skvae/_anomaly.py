@@ -371,14 +371,10 @@ class VAEAnomalyDetector(OutlierMixin, BaseVAE):
     def _likelihood(self):
         return "gaussian" if _is_auto(self.likelihood) else self.likelihood
 
-    #: Whether ``likelihood="auto"`` may pick "zero_normal" (the dask
-    #: estimator, which cannot fit it yet, sets False on its model).
-    _auto_zero_inflated = True
-
     def _likelihood_for(self, X, is_categorical):
         if not _is_auto(self.likelihood):
             return self.likelihood
-        if sp.issparse(X) or not self._auto_zero_inflated:
+        if sp.issparse(X):
             return "gaussian"
         kept = getattr(self, "feature_likelihoods_", None)
         if self.warm_start and kept is not None and len(kept) == X.shape[1]:

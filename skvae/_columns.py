@@ -374,17 +374,40 @@ def fit_columns(X, is_categorical, likelihood, default_likelihood, names):
         (the internal column order) and ``groups`` (the likelihood table:
         ``[name, n_columns, options]`` in that order).
     """
-    d = X.shape[1]
+    categories = []
+    for j in np.flatnonzero(is_categorical):
+        levels = _levels_of(_column(X, j))
+        if levels.size == 0:
+            levels = np.asarray([], dtype=object)
+        categories.append(levels)
+    return _grouped(
+        is_categorical, categories, likelihood, default_likelihood, X.shape[1], names
+    )
+
+
+def with_likelihoods(layout, likelihood, default_likelihood, names):
+    """``layout`` with the numeric columns' likelihoods set anew from
+    ``likelihood`` (as in :func:`fit_columns`); the levels, and any other
+    entry, stay. The raw-value groups' statistics are to be fitted again
+    (:func:`fit_raw_options`)."""
+    new = _grouped(
+        layout["is_categorical"],
+        layout["categories"],
+        likelihood,
+        default_likelihood,
+        len(layout["is_categorical"]),
+        names,
+    )
+    return {**layout, **new}
+
+
+def _grouped(is_categorical, categories, likelihood, default_likelihood, d, names):
+    """The layout of :func:`fit_columns` from the columns' levels."""
     per_column, column_options = _column_likelihoods(
         likelihood, default_likelihood, d, names
     )
-    categories = []
     for j in range(d):
         if is_categorical[j]:
-            levels = _levels_of(_column(X, j))
-            if levels.size == 0:
-                levels = np.asarray([], dtype=object)
-            categories.append(levels)
             per_column[j] = "categorical"
         elif per_column[j] == "categorical":
             raise ValueError(

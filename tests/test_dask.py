@@ -190,19 +190,71 @@ def test_detector_refits_its_variances_as_in_memory(client, data, monkeypatch):
     assert est.offset_ == np.percentile(est.to_local().score_samples(Xn), 5)
 
 
-def test_detector_auto_likelihood_stays_gaussian(client, data):
-    # in memory, likelihood="auto" models columns with many zeros as
-    # "zero_normal"; the dask detector cannot fit that yet and keeps them
-    # Gaussian, as documented
+def test_detector_auto_likelihood_as_in_memory(client, data):
+    # likelihood="auto" picks "zero_normal" from the zero shares of all the
+    # rows, not of the first block's head, and fits its statistics on them
     Xn, _ = data
     Xz = Xn.copy()
-    Xz[::2, 0] = 0.0
+    Xz[8::2, 0] = 0.0  # half zeros, none in the head
+    Xz[:8, 1] = 0.0  # zeros in the head only: 0.4 % of the rows
     X = da.from_array(Xz, chunks=(CHUNK, -1))
     est = skd.DaskVAEAnomalyDetector(contamination=0.05, **FIT).fit(X)
-    assert est.feature_likelihoods_.tolist() == ["gaussian"] * Xz.shape[1]
     local = VAEAnomalyDetector(contamination=0.05, **FIT).fit(Xz)
-    assert local.feature_likelihoods_[0] == "zero_normal"
-    assert np.all(np.isfinite(est.score_samples(X).compute()))
+    assert est.feature_likelihoods_.tolist() == local.feature_likelihoods_.tolist()
+    assert est.feature_likelihoods_.tolist() == ["zero_normal"] + ["gaussian"] * 5
+    # the statistics of all the rows (the in-memory detector's come from the
+    # 80 % it trains on; the dask detector holds no rows out)
+    from skvae._likelihoods import LIKELIHOODS
+
+    (name, _, options) = est.to_local()._layout_["groups"][1]
+    expected = LIKELIHOODS["zero_normal"].fit_options(Xz[:, [0]], {})
+    assert name == "zero_normal" and sorted(options) == sorted(expected)
+    for key, value in expected.items():
+        np.testing.assert_allclose(options[key], value, rtol=1e-12)
+    scores = est.score_samples(X).compute()
+    assert np.all(np.isfinite(scores))
+    np.testing.assert_array_equal(scores, _per_block(est.to_local().score_samples, Xz))
+
+
+def _assert_same_groups(a, b):
+    """The same likelihood groups, their statistics equal up to rounding."""
+    assert [g[:2] for g in a["groups"]] == [g[:2] for g in b["groups"]]
+    for (_, _, x), (_, _, y) in zip(a["groups"], b["groups"]):
+        assert sorted(x) == sorted(y)
+        for key in x:
+            np.testing.assert_allclose(x[key], y[key], rtol=1e-10)
+
+
+def test_likelihoods_on_raw_values(client, data, monkeypatch):
+    # their statistics come from the training rows, as in memory; values
+    # outside a column's support raise, from any block
+    import skvae._vae as vae_module
+    import skvae.dask._core as core
+
+    Xn, _ = data
+    Xp = np.exp(Xn - 5)
+    Xp[:, 2] = np.round(3 * Xp[:, 2])  # counts
+    spec = {0: "lognormal", 2: "poisson"}
+    X = da.from_array(Xp, chunks=(CHUNK, -1))
+    est = skd.DaskVAETransformer(likelihood=spec, **FIT).fit(X)
+    local = VAETransformer(likelihood=spec, **FIT).fit(Xp)
+    assert est.feature_likelihoods_.tolist() == local.feature_likelihoods_.tolist()
+    _assert_same_groups(est.to_local()._layout_, local._layout_)
+    # on large data, from RAW_ROWS rows picked across the blocks
+    monkeypatch.setattr(core, "RAW_ROWS", 700)
+    part = skd.DaskVAETransformer(likelihood=spec, **FIT).fit(X)
+    picked = vae_module.row_subsample(len(Xp), 700, 0)
+    local = VAETransformer(likelihood=spec, **FIT).fit(Xp[picked])
+    _assert_same_groups(part.to_local()._layout_, local._layout_)
+    drawn = est.sample(500, noise=True, random_state=0)
+    assert np.all(drawn[:, 0] > 0)
+    assert np.all(drawn[:, 2] >= 0) and np.all(drawn[:, 2] == np.round(drawn[:, 2]))
+    bad = Xp.copy()
+    bad[1700, 0] = -1.0
+    with pytest.raises(ValueError, match="positive values"):
+        skd.DaskVAETransformer(likelihood=spec, **FIT).fit(
+            da.from_array(bad, chunks=(CHUNK, -1))
+        )
 
 
 def test_aggregate_posterior_as_in_memory(client, data, monkeypatch):
@@ -319,10 +371,6 @@ def test_bad_input(client, data):
     bad[1500, 2] = np.inf
     with pytest.raises(ValueError, match="infinity"):
         skd.DaskVAETransformer(max_iter=1).fit(da.from_array(bad, chunks=(CHUNK, -1)))
-    with pytest.raises(NotImplementedError, match="raw values"):
-        skd.DaskVAETransformer(likelihood="lognormal").fit(
-            da.from_array(Xn, chunks=(CHUNK, -1))
-        )
     with pytest.raises(NotImplementedError, match="adam"):
         skd.DaskVAETransformer(solver="lbfgs").fit(da.from_array(Xn, chunks=CHUNK))
 

@@ -59,15 +59,46 @@ def check_head(model, head):
     Returns the working dtype (float32 or float64).
     """
     C = model._check_X(as_missing(model, head), reset=True)
-    if _columns.has_raw_groups(model._layout_):
-        raise NotImplementedError(
-            "skvae.dask trains the Gaussian, Bernoulli and categorical "
-            "likelihoods; the likelihoods on raw values (poisson, lognormal, "
-            "logit_normal, zero_lognormal, zero_normal) need statistics that "
-            "are not yet merged across blocks. Fit the in-memory estimator on "
-            "a sample."
-        )
     return C.dtype
+
+
+#: Rows (at most, chosen at random) from which ``fit`` learns the statistics
+#: of the likelihoods on raw values and the detector's ``likelihood="auto"``
+#: choice: all the rows of smaller data, so that these come out as in memory.
+RAW_ROWS = 100_000
+
+
+def needs_raw_rows(model):
+    """Whether ``fit`` gathers rows for :func:`set_raw_columns`: likelihoods
+    on raw values (whose statistics the head alone gave), or
+    ``likelihood="auto"``, which picks them from the data."""
+    spec = getattr(model, "likelihood", None)
+    auto = isinstance(spec, str) and spec == "auto"
+    return auto or _columns.has_raw_groups(model._layout_)
+
+
+def raw_positions(rows):
+    """Per block, the rows :func:`set_raw_columns` learns from."""
+    return row_positions(0, rows, RAW_ROWS)
+
+
+def set_raw_columns(model, parts, summary, dtype, sparse):
+    """The columns' likelihoods (``likelihood="auto"``) and the raw-value
+    groups' statistics from the gathered rows (codes), as the in-memory
+    ``fit`` learns them from its rows; then the scaling of the columns that
+    stay on standardised values (:func:`set_columns`)."""
+    C = np.concatenate(parts) if parts else np.empty((0, model.n_features_in_))
+    if not sparse:  # sparse input keeps its likelihoods, as in memory
+        layout = _columns.with_likelihoods(
+            model._layout_,
+            model._likelihood_for(C, model._layout_["is_categorical"]),
+            model._default_likelihood(),
+            getattr(model, "feature_names_in_", None),
+        )
+        model._layout_ = layout
+        model.feature_likelihoods_ = np.asarray(layout["likelihoods"], dtype=object)
+    _columns.fit_raw_options(C, model._layout_)
+    return set_columns(model, summary, dtype)
 
 
 def as_missing(model, block):

@@ -11,6 +11,7 @@ from collections import deque
 import dask
 import dask.array as da
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -228,17 +229,15 @@ class _DaskEstimator(BaseEstimator):
         client = _client_for(self.client)
         prepare_workers(client)
         model = self._new_local()
-        # likelihood="auto" stays Gaussian: the zero-inflated likelihood's
-        # statistics are not merged across blocks yet (see _core.check_head)
-        model._auto_zero_inflated = False
         if model.solver != "adam":
             raise NotImplementedError(
                 "skvae.dask trains with solver='adam' only (local Adam with "
                 "periodic averaging; see the user guide)."
             )
         blocks, _ = _blocks(X)
-        dtype = _core.check_head(model, _head(X))
-        rows, n_obs = _fit_columns(client, model, blocks, dtype)
+        head = _head(X)
+        dtype = _core.check_head(model, head)
+        rows, n_obs = _fit_columns(client, model, blocks, dtype, sp.issparse(head))
         n_rows = int(sum(rows))
         if n_rows < 2:
             raise ValueError(f"Found {n_rows} row(s); fit needs at least 2.")
@@ -539,9 +538,11 @@ def _count(summary):
     return summary["n"]
 
 
-def _fit_columns(client, model, blocks, dtype):
+def _fit_columns(client, model, blocks, dtype, sparse):
     """One pass: the checks of every block, its rows, the levels of the
-    categorical columns, the missing cells and the scaling statistics.
+    categorical columns, the missing cells and the scaling statistics; then,
+    when the likelihoods need them, the rows that set the likelihoods on raw
+    values (:func:`skvae.dask._core.set_raw_columns`).
 
     Returns the rows of each block and the observed cells of each column.
     """
@@ -553,7 +554,12 @@ def _fit_columns(client, model, blocks, dtype):
     result = client.compute([total, *counts], sync=True)
     summary, rows = result[0], result[1:]
     n_obs = _core.set_columns(model, summary, dtype)
-    return [int(r) for r in rows], n_obs
+    rows = [int(r) for r in rows]
+    if _core.needs_raw_rows(model):
+        positions = _core.raw_positions(rows)
+        parts = _gather(client, model, _core.refit_rows, blocks, positions)
+        n_obs = _core.set_raw_columns(model, parts, summary, dtype, sparse)
+    return rows, n_obs
 
 
 def _average(state, *pieces):
@@ -905,9 +911,9 @@ class DaskVAEAnomalyDetector(_DaskEstimator):
     distributed percentile (the scores are held on the workers, one value
     per row, while it is computed). The decoder's variances are refitted at
     the end of ``fit`` as in memory, on at most 10000 training rows picked
-    across the blocks. ``likelihood="auto"`` is Gaussian on every numeric
-    column here: the in-memory detector's zero-inflated choice needs
-    statistics that are not yet merged across blocks.
+    across the blocks. ``likelihood="auto"`` chooses as in memory, from the
+    zero shares of the training rows (all of them, or 100000 picked across
+    the blocks).
     """
     )
     _local_class = VAEAnomalyDetector
