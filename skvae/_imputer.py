@@ -27,6 +27,9 @@ _AUTO_MAX_EPOCHS = 500
 #: falls linearly towards 0, so that the weights settle instead of ending
 #: on one noisy Adam step (it cut the spread over seeds on Adult)
 _AUTO_DECAY = 0.3
+#: L-BFGS iterations of the "auto" budget (full-batch: no noise to settle,
+#: and not measured beyond the 10000 it had before the Adam budget grew)
+_AUTO_LBFGS_ITER = 10000
 
 _AUTO_DOCS = """hidden_layer_sizes : "auto" or tuple of int, default="auto"
         Encoder hidden widths; the decoder mirrors them. ``"auto"``: two
@@ -37,7 +40,7 @@ _AUTO_DOCS = """hidden_layer_sizes : "auto" or tuple of int, default="auto"
     max_iter : "auto" or int, default="auto"
         Epochs. ``"auto"``: about 16000 Adam steps, between 20 and 500 epochs,
         the learning rate falling linearly towards 0 over the last 30 % of
-        them; a fixed budget (``n_iter_no_change`` does not cut it short: on small
+        them (``solver="lbfgs"``: 10000 iterations); a fixed budget (``n_iter_no_change`` does not cut it short: on small
         tables the training loss is noisy, and stopping on its plateaus, or
         on the ELBO of held-out rows, gave much worse imputations in
         ``benchmarks/bench_tabular.py``)."""
@@ -284,7 +287,7 @@ class VAEImputer(BaseVAE):
         if not isinstance(self.max_iter, str):
             return self.max_iter
         if self.solver == "lbfgs":
-            return _AUTO_STEPS
+            return _AUTO_LBFGS_ITER
         batches = math.ceil(n_samples / self._batch_size(n_samples))
         return int(
             min(
