@@ -40,8 +40,9 @@ _AUTO_DOCS = """hidden_layer_sizes : "auto" or tuple of int, default="auto"
     max_iter : "auto" or int, default="auto"
         Epochs. ``"auto"``: about 16000 Adam steps, between 20 and 500 epochs,
         the learning rate falling linearly towards 0 over the last 30 % of
-        them (``solver="lbfgs"``: 10000 iterations); a fixed budget (``n_iter_no_change`` does not cut it short: on small
-        tables the training loss is noisy, and stopping on its plateaus, or
+        them (``solver="lbfgs"``: 10000 iterations); a fixed budget
+        (``n_iter_no_change`` does not cut it short: on small tables the
+        training loss is noisy, and stopping on its plateaus, or
         on the ELBO of held-out rows, gave much worse imputations in
         ``benchmarks/bench_tabular.py``)."""
 
