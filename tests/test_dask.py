@@ -246,6 +246,13 @@ def test_likelihoods_on_raw_values(client, data, monkeypatch):
     picked = vae_module.row_subsample(len(Xp), 700, 0)
     local = VAETransformer(likelihood=spec, **FIT).fit(Xp[picked])
     _assert_same_groups(part.to_local()._layout_, local._layout_)
+    # on wide tables, from at most RAW_CELLS values
+    monkeypatch.setattr(core, "RAW_ROWS", 100_000)
+    monkeypatch.setattr(core, "RAW_CELLS", 1200 * Xp.shape[1])
+    part = skd.DaskVAETransformer(likelihood=spec, **FIT).fit(X)
+    picked = vae_module.row_subsample(len(Xp), 1200, 0)
+    local = VAETransformer(likelihood=spec, **FIT).fit(Xp[picked])
+    _assert_same_groups(part.to_local()._layout_, local._layout_)
     drawn = est.sample(500, noise=True, random_state=0)
     assert np.all(drawn[:, 0] > 0)
     assert np.all(drawn[:, 2] >= 0) and np.all(drawn[:, 2] == np.round(drawn[:, 2]))

@@ -64,22 +64,25 @@ def check_head(model, head):
 
 #: Rows (at most, chosen at random) from which ``fit`` learns the statistics
 #: of the likelihoods on raw values and the detector's ``likelihood="auto"``
-#: choice: all the rows of smaller data, so that these come out as in memory.
+#: choice: all the rows of smaller data, so that these come out as in memory;
+#: fewer for wide tables, so that the client holds at most RAW_CELLS values.
 RAW_ROWS = 100_000
+RAW_CELLS = 10_000_000
 
 
-def needs_raw_rows(model):
+def needs_raw_rows(model, sparse):
     """Whether ``fit`` gathers rows for :func:`set_raw_columns`: likelihoods
     on raw values (whose statistics the head alone gave), or
-    ``likelihood="auto"``, which picks them from the data."""
+    ``likelihood="auto"`` on dense input, which picks them from the data."""
     spec = getattr(model, "likelihood", None)
-    auto = isinstance(spec, str) and spec == "auto"
+    auto = isinstance(spec, str) and spec == "auto" and not sparse
     return auto or _columns.has_raw_groups(model._layout_)
 
 
-def raw_positions(rows):
+def raw_positions(rows, n_features):
     """Per block, the rows :func:`set_raw_columns` learns from."""
-    return row_positions(0, rows, RAW_ROWS)
+    limit = min(RAW_ROWS, max(RAW_CELLS // max(n_features, 1), 1000))
+    return row_positions(0, rows, limit)
 
 
 def set_raw_columns(model, parts, summary, dtype, sparse):

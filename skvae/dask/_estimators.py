@@ -555,8 +555,8 @@ def _fit_columns(client, model, blocks, dtype, sparse):
     summary, rows = result[0], result[1:]
     n_obs = _core.set_columns(model, summary, dtype)
     rows = [int(r) for r in rows]
-    if _core.needs_raw_rows(model):
-        positions = _core.raw_positions(rows)
+    if _core.needs_raw_rows(model, sparse):
+        positions = _core.raw_positions(rows, model.n_features_in_)
         parts = _gather(client, model, _core.refit_rows, blocks, positions)
         n_obs = _core.set_raw_columns(model, parts, summary, dtype, sparse)
     return rows, n_obs
@@ -912,8 +912,8 @@ class DaskVAEAnomalyDetector(_DaskEstimator):
     per row, while it is computed). The decoder's variances are refitted at
     the end of ``fit`` as in memory, on at most 10000 training rows picked
     across the blocks. ``likelihood="auto"`` chooses as in memory, from the
-    zero shares of the training rows (all of them, or 100000 picked across
-    the blocks).
+    zero shares of the training rows (all of them, or at most 100000 picked
+    across the blocks; fewer on wide tables).
     """
     )
     _local_class = VAEAnomalyDetector
