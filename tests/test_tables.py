@@ -618,3 +618,77 @@ def test_imputer_auto_budget_ends_with_a_learning_rate_decay(monkeypatch):
         warnings.simplefilter("ignore", ConvergenceWarning)
         VAEImputer(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(X)
     np.testing.assert_allclose(rates, lr)
+
+
+def test_conformal_scale_known_answers():
+    from skvae._imputer import conformal_scale
+
+    rng = np.random.default_rng(0)
+    n = 20000
+    draws = rng.normal(size=(20, n))
+    level = 19 / 21
+    # truth drawn like the draws: no stretch; twice as spread: twice
+    assert conformal_scale(rng.normal(size=n), 0.0, draws, level) == pytest.approx(
+        1.0, abs=0.05
+    )
+    wide = 2 * rng.normal(size=n)
+    assert conformal_scale(wide, 0.0, draws, level) == pytest.approx(2.0, abs=0.1)
+    # the truth inside the range of the stretched draws in `level` of cells
+    s = conformal_scale(wide, 0.0, draws, level)
+    inside = (wide >= s * draws.min(axis=0)) & (wide <= s * draws.max(axis=0))
+    assert inside.mean() == pytest.approx(level, abs=0.01)
+    # too few cells for the level: no finite stretch
+    assert conformal_scale(wide[:5], 0.0, draws[:, :5], level) == np.inf
+
+
+def test_imputer_sample_posterior_stretches_draws_by_its_calibrated_scale():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(400, 1))
+    X = z @ [[1.0, 1.0, -1.0]] + 0.3 * rng.normal(size=(400, 3))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    kw = dict(max_iter=30, random_state=0)
+    point = VAEImputer(**kw).fit(X)
+    assert point.noise_scale_ == 1.0
+    imp = VAEImputer(sample_posterior=True, **kw).fit(X)
+    from skvae._imputer import _CALIBRATION_BOUNDS
+
+    lo, hi = _CALIBRATION_BOUNDS
+    assert lo <= imp.noise_scale_ <= hi and imp.noise_scale_ != 1.0
+    # the calibration is a function of the data and random_state
+    again = VAEImputer(sample_posterior=True, **kw).fit(X)
+    assert again.noise_scale_ == imp.noise_scale_
+    # draws are stretched around the conditional means by noise_scale_
+    mean = point.transform(X)
+    imp.noise_scale_ = 1.0
+    imp._n_calls = 0
+    one = imp.transform(X)
+    imp.noise_scale_ = 2.5
+    imp._n_calls = 0
+    two = imp.transform(X)
+    missing = np.isnan(X)
+    np.testing.assert_allclose(
+        (two - mean)[missing], 2.5 * (one - mean)[missing], rtol=1e-6, atol=1e-9
+    )
+    np.testing.assert_array_equal(two[~missing], X[~missing])
+
+
+def test_imputer_calibration_on_a_frame_leaves_categorical_cells_alone():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(1)
+    n = 300
+    df = pd.DataFrame(
+        {
+            "a": rng.normal(size=n),
+            "count": rng.integers(0, 9, size=n),
+            "kind": pd.Categorical(rng.choice(["x", "y"], size=n)),
+        }
+    )
+    df.loc[rng.random(n) < 0.2, "a"] = np.nan
+    df.loc[rng.random(n) < 0.2, "kind"] = np.nan
+    imp = VAEImputer(sample_posterior=True, max_iter=20, random_state=0).fit(df)
+    assert np.isfinite(imp.noise_scale_)
+    out = imp.transform(df)
+    assert list(out.columns) == ["a", "count", "kind"]
+    assert out["kind"].isin(["x", "y"]).all() and not out["a"].isna().any()
+    # the frame itself is left as it was
+    assert df["count"].dtype.kind == "i"
