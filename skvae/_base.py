@@ -554,6 +554,9 @@ class BaseAutoencoder(
         ``rng``, empty curves and the seed of everything random after fit
         (also used by ``skvae.dask``)."""
         self._architecture_ = self._new_architecture(n_rows, n_features)
+        # the rows the network's size was derived from: a warm start or a
+        # partial_fit on another number of rows keeps the network
+        self._shape_rows = n_rows
         self.params_ = self._architecture().init_params(rng, dtype)
         self.loss_curve_ = []
         self.reconstruction_curve_ = []
@@ -584,8 +587,10 @@ class BaseAutoencoder(
             old = getattr(self, "_architecture_", {}).get("n_indicators", 0)
             keep = not fresh and old == X.shape[1] - n_cat
             layout["n_indicators"] = (X.shape[1] - n_cat) if has_missing or keep else 0
-        if not fresh and self._new_architecture(*X.shape) != self._architecture_:
-            fresh = True  # warm start on data with other columns or levels
+        if not fresh:
+            n_rows = getattr(self, "_shape_rows", X.shape[0])
+            if self._new_architecture(n_rows, X.shape[1]) != self._architecture_:
+                fresh = True  # warm start on data with other columns or levels
         if fresh:
             self._fit_scaling(X)
             self._start_training(rng, *X.shape, dtype)

@@ -31,6 +31,16 @@ _AUTO_DECAY = 0.3
 #: L-BFGS iterations of the "auto" budget (full-batch: no noise to settle,
 #: and not measured beyond the 10000 it had before the Adam budget grew)
 _AUTO_LBFGS_ITER = 10000
+#: hidden width of the "auto" network: ``clip(2 * n_inputs, floor, 256)``,
+#: the floor 64 on tables of fewer than ``_AUTO_WIDE_ROWS`` rows and 128
+#: from there on (measured on validation seeds: 128 units imputed better on
+#: penguins' 333 rows, breast cancer and HI-VAE's Wine, worse on
+#: scikit-learn's 178-row wine, where 96 units already lost; their draws
+#: are more overconfident, which the calibration of sample_posterior undoes)
+_AUTO_MIN_WIDTH = 64
+_AUTO_WIDE_MIN_WIDTH = 128
+_AUTO_MAX_WIDTH = 256
+_AUTO_WIDE_ROWS = 256
 
 #: ``sample_posterior=True``: the share of the observed cells of Gaussian
 #: columns held out of a second fit to calibrate the spread of the draws,
@@ -83,8 +93,10 @@ def conformal_scale(truth, center, draws, level):
 
 _AUTO_DOCS = """hidden_layer_sizes : "auto" or tuple of int, default="auto"
         Encoder hidden widths; the decoder mirrors them. ``"auto"``: two
-        layers of width ``clip(2 * n_inputs, 64, 256)``, where ``n_inputs``
-        counts one-hot levels and missingness indicators.
+        layers of width ``clip(2 * n_inputs, 128, 256)``, where ``n_inputs``
+        counts one-hot levels and missingness indicators, or
+        ``clip(2 * n_inputs, 64, 256)`` on tables of fewer than 256 rows
+        (wider networks overfit those).
     latent_dim : "auto" or int, default="auto"
         Size of the latent code; ``"auto"``: ``clip(n_features // 2, 2, 16)``.
     max_iter : "auto" or int, default="auto"
@@ -333,7 +345,12 @@ class VAEImputer(BaseVAE):
     def _network_shape(self, n_samples, n_features):
         if isinstance(self.hidden_layer_sizes, str):
             n_in = self._layout_inputs()
-            width = int(min(max(2 * n_in, 64), 256))
+            floor = (
+                _AUTO_WIDE_MIN_WIDTH
+                if n_samples >= _AUTO_WIDE_ROWS
+                else _AUTO_MIN_WIDTH
+            )
+            width = int(min(max(2 * n_in, floor), _AUTO_MAX_WIDTH))
             hidden = (width, width)
         else:
             hidden = _validate_hidden_layer_sizes(self.hidden_layer_sizes)

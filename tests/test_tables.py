@@ -692,3 +692,48 @@ def test_imputer_calibration_on_a_frame_leaves_categorical_cells_alone():
     assert out["kind"].isin(["x", "y"]).all() and not out["a"].isna().any()
     # the frame itself is left as it was
     assert df["count"].dtype.kind == "i"
+
+
+def test_imputer_auto_width_grows_from_256_rows():
+    # "auto": two layers of clip(2 * n_inputs, 128, 256) units from 256
+    # rows on, clip(2 * n_inputs, 64, 256) below; 3 numeric columns with
+    # missing cells make 6 inputs (values and indicators)
+    rng = np.random.default_rng(0)
+
+    def width(n_rows, n_columns=3):
+        X = rng.normal(size=(n_rows, n_columns))
+        X[::5, 0] = np.nan
+        imp = VAEImputer(max_iter=1, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            imp.fit(X)
+        return imp._architecture_["hidden_layer_sizes"]
+
+    assert width(255) == (64, 64)
+    assert width(256) == (128, 128)
+    assert width(100, n_columns=20) == (80, 80)
+    assert width(300, n_columns=35) == (140, 140)
+    assert width(300, n_columns=200) == (256, 256)
+
+
+def test_imputer_partial_fit_keeps_the_network_on_batches_of_other_sizes():
+    # the network's size follows the rows of the first fit; later batches
+    # of another size (here across the 256-row step) train the same network
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 3))
+    X[::5, 0] = np.nan
+    imp = VAEImputer(random_state=0).partial_fit(X[:300])
+    params = imp.params_.copy()
+    imp.partial_fit(X[300:])
+    assert imp._architecture_["hidden_layer_sizes"] == (128, 128)
+    assert imp.n_iter_ == 2
+    assert imp.params_.shape == params.shape
+    # a warm start on fewer rows continues the same network too
+    warm = VAEImputer(max_iter=2, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warm.fit(X[:300])
+        before = warm.n_iter_
+        warm.fit(X[300:])
+    assert warm._architecture_["hidden_layer_sizes"] == (128, 128)
+    assert warm.n_iter_ == before + 2
