@@ -284,7 +284,9 @@ plt.show()
 # draws give twenty completed tables: analyse each and pool the results
 # (Rubin's rules), or read the spread of the draws of a cell as its
 # uncertainty. Training does not depend on ``sample_posterior``: the same
-# ``random_state`` gives the same model as above.
+# ``random_state`` gives the same model as above. ``fit`` also fits a second
+# model with a tenth of the observed measurements held out, to calibrate how
+# far the draws should spread (``noise_scale_``, see the user guide).
 draws_imputer = VAEImputer(sample_posterior=True, random_state=0).fit(holey)
 draws = [draws_imputer.transform(holey) for _ in range(20)]
 

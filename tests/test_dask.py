@@ -635,6 +635,8 @@ def test_imputer_on_arrays(client):
     assert not np.array_equal(first, second)
     est._fitted_state["_n_calls"] = 0
     np.testing.assert_array_equal(est.transform(X).compute(), first)
+    # the draws are not calibrated on dask: noise_scale_ stays 1
+    assert local.noise_scale_ == 1.0
 
 
 def test_table_training_quality_close_to_in_memory(client):

@@ -995,8 +995,10 @@ class DaskVAEImputer(_DaskEstimator):
     ``sample_posterior=True`` each block of each call draws from its own
     generator, seeded from the model, the number of the call and the index
     of the block: the draws are reproducible for a given chunking and
-    independent between blocks, and have the distribution of the in-memory
-    draws, but are not the same numbers.
+    independent between blocks, but are not the same numbers as in memory.
+    They are not calibrated: ``fit`` does not fit the second model that
+    sets the in-memory ``noise_scale_`` (it stays 1), so they have the
+    distribution of the in-memory draws before that stretch.
 
     The empty features and the missing indicator (``add_indicator``) come
     from the observed cells of each column over all the training rows.
@@ -1006,6 +1008,7 @@ class DaskVAEImputer(_DaskEstimator):
 
     def _after_columns(self, model, n_obs, n_rows):
         _core.set_missing_features(model, n_obs, n_rows)
+        model.noise_scale_ = 1.0  # no calibration on dask (see the notes)
 
     def transform(self, X):
         """Fill the missing cells of ``X``, block by block.
