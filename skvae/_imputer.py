@@ -698,8 +698,8 @@ def _with_cells_missing(X, hide):
         out = X.copy()
         for j in np.flatnonzero(hide.any(axis=0)):
             column = out.iloc[:, j]
-            if column.dtype.kind in "iub":
-                column = column.astype(np.float64)
+            if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iub":
+                column = column.astype(np.float64)  # pandas' nullable dtypes take NA
             out[out.columns[j]] = column.mask(hide[:, j])
         return out
     out = np.array(X, copy=True)

@@ -681,14 +681,17 @@ def test_imputer_calibration_on_a_frame_leaves_categorical_cells_alone():
             "a": rng.normal(size=n),
             "count": rng.integers(0, 9, size=n),
             "kind": pd.Categorical(rng.choice(["x", "y"], size=n)),
+            "nullable": pd.array(rng.integers(0, 50, size=n), dtype="Int64"),
         }
     )
+    df.loc[rng.random(n) < 0.1, "nullable"] = pd.NA
     df.loc[rng.random(n) < 0.2, "a"] = np.nan
     df.loc[rng.random(n) < 0.2, "kind"] = np.nan
     imp = VAEImputer(sample_posterior=True, max_iter=20, random_state=0).fit(df)
     assert np.isfinite(imp.noise_scale_)
     out = imp.transform(df)
-    assert list(out.columns) == ["a", "count", "kind"]
+    assert list(out.columns) == ["a", "count", "kind", "nullable"]
+    assert not out["nullable"].isna().any()
     assert out["kind"].isin(["x", "y"]).all() and not out["a"].isna().any()
     # the frame itself is left as it was
     assert df["count"].dtype.kind == "i"
