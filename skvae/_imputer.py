@@ -429,9 +429,10 @@ class VAEImputer(BaseVAE):
         """
         X = self._placeholder_to_nan(X)
         super().fit(X)
-        self._fit_missing_features(X)
-        self._fit_copies(X)
-        self.noise_scale_ = self._calibrated_noise_scale(X)
+        C = self._check_X(X, reset=False)  # the codes, once for what follows
+        self._fit_missing_features(C)
+        self._fit_copies(C)
+        self.noise_scale_ = self._calibrated_noise_scale(X, C)
         return self
 
     def partial_fit(self, X, y=None):
@@ -451,7 +452,7 @@ class VAEImputer(BaseVAE):
         X = self._placeholder_to_nan(X)
         super().partial_fit(X)
         if not hasattr(self, "indicator_"):  # the first call
-            self._fit_missing_features(X)
+            self._fit_missing_features(self._check_X(X, reset=False))
             self.noise_scale_ = 1.0
         return self
 
@@ -459,12 +460,12 @@ class VAEImputer(BaseVAE):
         """Which of the user's columns have a Gaussian likelihood."""
         return np.array([lik == "gaussian" for lik in self._layout_["likelihoods"]])
 
-    def _calibrated_noise_scale(self, X):
-        """``noise_scale_`` (1 unless ``sample_posterior``): see the class
-        documentation and :func:`conformal_scale`."""
+    def _calibrated_noise_scale(self, X, C):
+        """``noise_scale_`` (1 unless ``sample_posterior``) from the training
+        rows ``X`` and their codes ``C``: see the class documentation and
+        :func:`conformal_scale`."""
         if not self.sample_posterior:
             return 1.0
-        C = self._check_X(X, reset=False)
         gaussian = self._gaussian_columns()
         if hasattr(C, "tocsr") or not gaussian.any():
             return 1.0
@@ -505,23 +506,22 @@ class VAEImputer(BaseVAE):
         scale = conformal_scale(truth[held], center[held], draws, level)
         return float(np.clip(scale, *_CALIBRATION_BOUNDS))
 
-    def _fit_missing_features(self, X):
-        """Which features had no observed value, and the missing indicator."""
-        C = self._check_X(X, reset=False)
+    def _fit_missing_features(self, C):
+        """Which features had no observed value, and the missing indicator
+        (from the training rows' codes ``C``)."""
         self._empty = None if hasattr(C, "tocsr") else np.all(np.isnan(C), axis=0)
         self.indicator_ = None
         if self.add_indicator:
             self.indicator_ = MissingIndicator(error_on_new=False)
             self.indicator_.fit(C)
 
-    def _fit_copies(self, X):
-        """Keep the training rows (codes) to fill cells from their copies."""
+    def _fit_copies(self, C):
+        """Keep the training rows (codes ``C``) to fill cells from their
+        copies."""
         self._copies = None
-        if self.fill_from_copies:
-            C = self._check_X(X, reset=False)
-            if not hasattr(C, "tocsr"):
-                D = np.array(C, dtype=np.float64)
-                self._copies = (D, _copies.collision_log_probabilities(D))
+        if self.fill_from_copies and not hasattr(C, "tocsr"):
+            D = np.array(C, dtype=np.float64)
+            self._copies = (D, _copies.collision_log_probabilities(D))
 
     def _fill_from_copies(self, C, filled):
         """``filled`` (rows in the user's columns) with the cells that a
