@@ -800,19 +800,33 @@ class BaseAutoencoder(
         """MLPRegressor's stopping rule; returns whether this epoch is best.
 
         Epochs in which the model is leaving a posterior-collapse plateau
-        (:meth:`_leaving_collapse`) count neither way.
+        (:meth:`_leaving_collapse`) count neither way, nor do the epochs of
+        the KL warm-up: a stop needs ``n_iter_no_change`` epochs at the full
+        ``beta``. The training loss of a warm-up epoch weighs the KL term
+        less, so it is not compared with later ones: the best loss restarts
+        at the first epoch at the full ``beta``.
         """
+        # epochs 1 .. warmup - 1 weigh the KL term below beta, so their
+        # losses do not compare with later ones: the best training loss
+        # restarts at each of them and at the first epoch at the full beta
+        warmup = self._training_options()["kl_warmup"] if self.solver == "adam" else 0
+        loss = self.loss_curve_[-1]
+        if self.n_iter_ <= warmup:
+            self.best_loss_ = np.inf
         if val_score is not None:
+            # the validation score is unweighted by beta, so it compares
+            # across the warm-up; only the stop waits for its end
             if val_score < self.best_validation_score_ + self.tol:
-                self._no_improvement_count += not self._leaving_collapse()
+                self._no_improvement_count += not (
+                    self._leaving_collapse() or self.n_iter_ < warmup
+                )
             else:
                 self._no_improvement_count = 0
             improved = val_score > self.best_validation_score_
             if improved:
                 self.best_validation_score_ = val_score
-            self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
+            self.best_loss_ = min(self.best_loss_, loss)
             return improved
-        loss = self.loss_curve_[-1]
         if loss > self.best_loss_ - self.tol:
             self._no_improvement_count += not self._leaving_collapse()
         else:

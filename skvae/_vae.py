@@ -675,7 +675,10 @@ _SHARED_PARAMETERS = (
     n_importance_samples : int, default=10
         Draws K per row in :meth:`score_samples`.
     kl_warmup : int, default=0
-        Epochs over which the KL weight ramps linearly from 0 to ``beta``.
+        Epochs over which the KL weight ramps linearly from 0 to ``beta``
+        (``solver="adam"``; L-BFGS trains at ``beta`` throughout). The
+        stopping rules of ``n_iter_no_change`` wait for the ramp to end, and
+        ``best_loss_`` is the best loss at the full ``beta``.
     free_bits : float, default=0.0
         Nats per latent dimension (batch mean) under which the KL term is
         not penalised, against posterior collapse.

@@ -1,5 +1,7 @@
 """Known answers for the VAE's likelihood and its training options."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
@@ -115,6 +117,28 @@ def test_kl_warmup_ramps_beta():
         weight = (e + 1) / 10
         expected = vae.reconstruction_curve_[e] + weight * vae.kl_curve_[e]
         assert vae.loss_curve_[e] == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_kl_warmup_is_not_a_plateau(early_stopping):
+    # the KL weight rises for 40 epochs and so does the training loss: a
+    # plateau rule that counted those epochs stopped at epoch 30, mid-ramp
+    X_train, _, _ = _linear_gaussian(np.full(4, 0.5), n=200)
+    vae = VAETransformer(
+        kl_warmup=40,
+        n_iter_no_change=3,
+        max_iter=300,
+        learning_rate_init=1e-2,
+        early_stopping=early_stopping,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vae.fit(X_train)
+    assert 40 + 3 < vae.n_iter_ < 300
+    # the best loss is one at the full beta (epochs 40 on)
+    assert vae.best_loss_ == min(vae.loss_curve_[39:])
+    assert vae.best_loss_ > min(vae.loss_curve_[:39])
 
 
 def test_free_bits_keeps_kl_above_the_floor():
