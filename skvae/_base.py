@@ -553,6 +553,15 @@ class BaseAutoencoder(
         """Fresh fitted state: architecture, initial parameters drawn from
         ``rng``, empty curves and the seed of everything random after fit
         (also used by ``skvae.dask``)."""
+        opts = self._training_options()
+        if opts["free_bits"] > 0 and opts["iwae_samples"] > 1:
+            warnings.warn(
+                "free_bits is only used with iwae_samples=1: the "
+                "importance-weighted bound has no KL term of its own to "
+                f"floor, so free_bits={opts['free_bits']} has no effect here.",
+                UserWarning,
+                stacklevel=5,
+            )
         self._architecture_ = self._new_architecture(n_rows, n_features)
         # the rows the network's size was derived from: a warm start or a
         # partial_fit on another number of rows keeps the network

@@ -681,7 +681,9 @@ _SHARED_PARAMETERS = (
         ``best_loss_`` is the best loss at the full ``beta``.
     free_bits : float, default=0.0
         Nats per latent dimension (batch mean) under which the KL term is
-        not penalised, against posterior collapse.
+        not penalised, against posterior collapse. Only used with
+        ``iwae_samples=1`` (the importance-weighted bound has no separate KL
+        term); ``fit`` warns otherwise.
     iwae_samples : int, default=1
         Draws per row in the training objective. 1 trains on the ELBO; K > 1
         on the importance-weighted bound (Burda et al., 2016), tighter but

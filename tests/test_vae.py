@@ -152,6 +152,21 @@ def test_free_bits_keeps_kl_above_the_floor():
     assert kl_floor > kl_plain
 
 
+def test_free_bits_with_the_importance_weighted_bound_warns():
+    # the IWAE bound has no KL term to floor: free_bits would be ignored
+    X_train, _, _ = _linear_gaussian(np.full(4, 0.5), n=100)
+    vae = VAETransformer(iwae_samples=3, free_bits=0.5, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.warns(UserWarning, match="free_bits is only used with"):
+            vae.fit(X_train)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            vae.set_params(iwae_samples=1).fit(X_train)
+            vae.set_params(iwae_samples=3, free_bits=0.0).fit(X_train)
+
+
 @pytest.fixture(scope="module")
 def dequantised_digits():
     from sklearn.datasets import load_digits
