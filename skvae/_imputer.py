@@ -1,6 +1,7 @@
 """Missing-value imputation with a variational autoencoder."""
 
 import math
+import threading
 from numbers import Integral, Real
 
 import numpy as np
@@ -51,6 +52,11 @@ _CALIBRATION_MIN_CELLS = 30
 _CALIBRATION_ROWS = 2000
 _CALIBRATION_DRAWS = 20
 _CALIBRATION_BOUNDS = (0.25, 4.0)
+
+#: Guards the count of ``transform`` calls that keys the draws of
+#: ``sample_posterior``: threads calling one model at once each get a call
+#: number of their own, hence draws of their own.
+_CALLS_LOCK = threading.Lock()
 
 
 def conformal_scale(truth, center, draws, level):
@@ -575,8 +581,10 @@ class VAEImputer(BaseVAE):
         gen = None
         if self.sample_posterior:
             # a new draw every call, reproducible from random_state
-            gen = np.random.default_rng([self._score_seed, self._n_calls])
-            self._n_calls += 1
+            with _CALLS_LOCK:
+                call = self._n_calls
+                self._n_calls += 1
+            gen = np.random.default_rng([self._score_seed, call])
         V = self._fill_missing(C, self.n_importance_samples, gen)
         scale = getattr(self, "noise_scale_", 1.0)
         if gen is not None and scale != 1.0:

@@ -8,6 +8,7 @@ the process's BLAS thread settings must be the same afterwards as before.
 """
 
 import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -234,3 +235,30 @@ def test_inference_bits_do_not_depend_on_the_blas_limit(models, Est):
             answers.append((est.transform(X), est.score_samples(X)))
     for a, b in zip(*answers):
         np.testing.assert_array_equal(a, b)
+
+
+def test_threads_drawing_imputations_get_draws_of_their_own(monkeypatch):
+    """``sample_posterior`` draws are keyed by a count of ``transform`` calls:
+    threads calling one model at once must each get a number of their own."""
+    import skvae._imputer as imputer_module
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        imputer = VAEImputer(sample_posterior=True, **SMALL, **COMMON).fit(X)
+    real_rng = np.random.default_rng
+
+    def slow_rng(seed):
+        # widens the window between reading the count and moving it on
+        time.sleep(0.002)
+        return real_rng(seed)
+
+    monkeypatch.setattr(imputer_module.np.random, "default_rng", slow_rng)
+    n_calls = 4 * N_THREADS
+    with ThreadPoolExecutor(N_THREADS) as pool:
+        draws = list(pool.map(lambda _: imputer.transform(X), range(n_calls)))
+    assert imputer._n_calls == n_calls
+    distinct = {d[np.isnan(X)].tobytes() for d in draws}
+    assert len(distinct) == n_calls
