@@ -19,6 +19,7 @@ from sklearn.utils._available_if import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from .. import AutoencoderTransformer, VAEAnomalyDetector, VAEImputer, VAETransformer
+from .._imputer import _CALLS_LOCK
 from . import _core
 from ._cluster import prepare_workers
 from ._stats import (
@@ -1027,9 +1028,10 @@ class DaskVAEImputer(_DaskEstimator):
             indicator columns appended with ``add_indicator``.
         """
         check_is_fitted(self)
-        call = self._fitted_state.get("_n_calls", 0)
-        if self.sample_posterior:
-            self._fitted_state["_n_calls"] = call + 1
+        with _CALLS_LOCK:  # one call number per call, as in memory
+            call = self._fitted_state.get("_n_calls", 0)
+            if self.sample_posterior:
+                self._fitted_state["_n_calls"] = call + 1
         model = self._model_delayed()
         names = self.get_feature_names_out()
         if _is_dataframe(X):
