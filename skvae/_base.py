@@ -554,14 +554,21 @@ class BaseAutoencoder(
         ``rng``, empty curves and the seed of everything random after fit
         (also used by ``skvae.dask``)."""
         opts = self._training_options()
+        unused = []
         if opts["free_bits"] > 0 and opts["iwae_samples"] > 1:
-            warnings.warn(
+            unused.append(
                 "free_bits is only used with iwae_samples=1: the "
                 "importance-weighted bound has no KL term of its own to "
-                f"floor, so free_bits={opts['free_bits']} has no effect here.",
-                UserWarning,
-                stacklevel=5,
+                f"floor, so free_bits={opts['free_bits']} has no effect here."
             )
+        if opts["mask_rate"] > 0 and self.solver != "adam":
+            unused.append(
+                "mask_rate is only used with solver='adam' (it hides new "
+                f"cells in every batch), so mask_rate={opts['mask_rate']} has "
+                f"no effect with solver={self.solver!r}."
+            )
+        for message in unused:
+            warnings.warn(message, UserWarning, stacklevel=5)
         self._architecture_ = self._new_architecture(n_rows, n_features)
         # the rows the network's size was derived from: a warm start or a
         # partial_fit on another number of rows keeps the network

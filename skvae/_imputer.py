@@ -213,7 +213,8 @@ class VAEImputer(BaseVAE):
         (Ivanov et al., 2019): the encoder learns to infer the code from
         partial rows, which is what imputation asks of it. The training
         objective stays a lower bound of the log-likelihood of the observed
-        cells.
+        cells. Only used with ``solver="adam"`` (``fit`` warns otherwise)
+        and dense input.
     n_importance_samples : int, default=100
         Draws ``K`` of the code per row in :meth:`transform` and
         :meth:`score_samples`. In :meth:`transform` (without

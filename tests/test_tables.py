@@ -422,6 +422,23 @@ def test_imputer_drops_or_keeps_empty_features():
     np.testing.assert_array_equal(kept[:, 2], 0.0)
 
 
+def test_imputer_mask_rate_hides_cells_with_adam_and_warns_with_lbfgs():
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    X[::4, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = VAEImputer(**FAST).fit(X)
+        masked = VAEImputer(mask_rate=0.3, **FAST).fit(X)
+        assert not np.array_equal(plain.params_, masked.params_)
+        # L-BFGS trains on one fixed draw: no cells are hidden
+        lbfgs = {**FAST, "solver": "lbfgs"}
+        with pytest.warns(UserWarning, match="mask_rate is only used with"):
+            unused = VAEImputer(mask_rate=0.3, **lbfgs).fit(X)
+        np.testing.assert_array_equal(
+            unused.params_, VAEImputer(**lbfgs).fit(X).params_
+        )
+
+
 def test_imputer_set_output_pandas_on_arrays():
     X = np.random.default_rng(0).normal(size=(50, 2))
     X[::4, 0] = np.nan
