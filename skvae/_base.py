@@ -822,12 +822,10 @@ class BaseAutoencoder(
         less, so it is not compared with later ones: the best loss restarts
         at the first epoch at the full ``beta``.
         """
-        # epochs 1 .. warmup - 1 weigh the KL term below beta, so their
-        # losses do not compare with later ones: the best training loss
-        # restarts at each of them and at the first epoch at the full beta
+        # n_iter_ < warmup: an epoch at a KL weight below beta
         warmup = self._training_options()["kl_warmup"] if self.solver == "adam" else 0
         loss = self.loss_curve_[-1]
-        if self.n_iter_ <= warmup:
+        if self.n_iter_ <= warmup:  # the warm-up, or its first epoch after
             self.best_loss_ = np.inf
         if val_score is not None:
             # the validation score is unweighted by beta, so it compares
