@@ -53,6 +53,16 @@ _CALIBRATION_ROWS = 2000
 _CALIBRATION_DRAWS = 20
 _CALIBRATION_BOUNDS = (0.25, 4.0)
 
+#: The settings of that second fit: point imputations, no copies, no
+#: indicators, silent, from scratch.
+_CALIBRATION_MODEL = {
+    "sample_posterior": False,
+    "fill_from_copies": False,
+    "add_indicator": False,
+    "verbose": False,
+    "warm_start": False,
+}
+
 #: Guards the count of ``transform`` calls that keys the draws of
 #: ``sample_posterior``: threads calling one model at once each get a call
 #: number of their own, hence draws of their own.
@@ -471,29 +481,41 @@ class VAEImputer(BaseVAE):
         """``noise_scale_`` (1 unless ``sample_posterior``) from the training
         rows ``X`` and their codes ``C``: see the class documentation and
         :func:`conformal_scale`."""
-        if not self.sample_posterior:
-            return 1.0
-        gaussian = self._gaussian_columns()
-        if hasattr(C, "tocsr") or not gaussian.any():
+        if not self._calibrates(C):
             return 1.0
         rng = np.random.default_rng([self._score_seed, 2])
-        held = ~np.isnan(C) & gaussian
-        held &= rng.random(C.shape) < _CALIBRATION_SHARE
+        held = self._held_out_cells(C, rng)
         if held.sum() < _CALIBRATION_MIN_CELLS:
             return 1.0
         # a second model, fitted without the held-out cells
-        model = clone(self).set_params(
-            sample_posterior=False,
-            fill_from_copies=False,
-            add_indicator=False,
-            verbose=False,
-            warm_start=False,
-        )
+        model = clone(self).set_params(**_CALIBRATION_MODEL)
         model.fit(_with_cells_missing(X, held))
         rows = np.flatnonzero(held.any(axis=1))
         if rows.size > _CALIBRATION_ROWS:
             rows = np.sort(rng.choice(rows, _CALIBRATION_ROWS, replace=False))
-        C, held = C[rows], held[rows]
+        return self._noise_scale_from(model, C[rows], held[rows])
+
+    def _calibrates(self, C):
+        """Whether ``fit`` on rows with codes ``C`` (or a sparse matrix)
+        calibrates the draws: ``sample_posterior``, dense, a Gaussian
+        column."""
+        return (
+            self.sample_posterior
+            and not hasattr(C, "tocsr")
+            and bool(self._gaussian_columns().any())
+        )
+
+    def _held_out_cells(self, C, rng):
+        """A random ``_CALIBRATION_SHARE`` of the observed cells of the
+        Gaussian columns of the rows with codes ``C``, drawn from ``rng``."""
+        held = ~np.isnan(C) & self._gaussian_columns()
+        return held & (rng.random(C.shape) < _CALIBRATION_SHARE)
+
+    def _noise_scale_from(self, model, C, held):
+        """The calibrated ``noise_scale_``, from ``model`` (fitted without
+        the cells ``held`` of the rows with codes ``C``): how far its draws
+        for those cells must be stretched to cover the truth as often as a
+        new draw would."""
         hidden = np.where(held, np.nan, C)
         # everything in the calibration model's internal order and scaling
         # (the stretch each cell needs is the same in any affine units)
