@@ -241,8 +241,8 @@ class VAEImputer(BaseVAE):
         The factor by which ``sample_posterior=True`` stretches the draws
         of Gaussian columns around their conditional means (calibrated in
         ``fit``, between 0.25 and 4; 1 without ``sample_posterior``, after
-        ``partial_fit`` alone, for sparse input, and with fewer than 30
-        cells to hold out).
+        ``partial_fit`` alone, for sparse input, with fewer than 30 cells to
+        hold out, and in the dask imputer).
     {_SHARED_ATTRIBUTES}
 
     See Also

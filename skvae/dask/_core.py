@@ -34,7 +34,7 @@ import numpy as np
 from sklearn.impute import MissingIndicator
 from sklearn.utils import check_random_state
 
-from .. import _anomaly, _columns, _imputer, _vae
+from .. import _anomaly, _columns, _vae
 from .._base import TrainingDivergedError
 from .._columns import _ROBUST_MIN_STD_FRACTION
 from .._objectives import Batch
@@ -635,54 +635,6 @@ def set_missing_features(model, n_obs, n_rows):
         model.indicator_ = MissingIndicator(error_on_new=False)
         model.indicator_.fit(np.where(n_obs < n_rows, np.nan, 0.0)[None, :])
     model._n_calls = 0
-
-
-def calibration_cells(model, C, index):
-    """The cells of block ``index`` (codes ``C``) held out of the second fit
-    that calibrates ``sample_posterior``'s draws, as in memory but from a
-    generator of the block's own; and that generator."""
-    rng = np.random.default_rng([model._score_seed, 2, index])
-    return model._held_out_cells(C, rng), rng
-
-
-def numeric_as_float(model, block):
-    """``block`` with its integer and boolean numeric columns as float64, as
-    every block of the calibration fit has them (one with hidden cells must
-    hold NaN)."""
-    if not _columns.is_dataframe(block):
-        return block.astype(np.float64) if block.dtype.kind in "iub" else block
-    numeric = ~np.asarray(model.is_categorical_)
-    cast = {
-        name: np.float64
-        for name, is_num in zip(block.columns, numeric)
-        if is_num
-        and isinstance(block[name].dtype, np.dtype)
-        and block[name].dtype.kind in "iub"
-    }
-    return block.astype(cast) if cast else block
-
-
-def hide_calibration_cells(model, block, index):
-    """Block ``index`` with its calibration cells missing."""
-    if block.shape[0] == 0:
-        return numeric_as_float(model, block)
-    held, _ = calibration_cells(model, validated(model, block), index)
-    return _imputer._with_cells_missing(numeric_as_float(model, block), held)
-
-
-def calibration_rows(model, block, index, quota):
-    """Codes and held-out cells of at most ``quota`` rows of block ``index``
-    with a held-out cell, and the block's count of held-out cells."""
-    if block.shape[0] == 0:
-        k = model.n_features_in_
-        empty = np.empty((0, k))
-        return empty, empty.astype(bool), 0
-    C = validated(model, block)
-    held, rng = calibration_cells(model, C, index)
-    rows = np.flatnonzero(held.any(axis=1))
-    if rows.size > quota:
-        rows = np.sort(rng.choice(rows, quota, replace=False))
-    return C[rows], held[rows], int(held.sum())
 
 
 def impute(model, block, call, index):

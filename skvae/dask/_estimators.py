@@ -18,13 +18,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._available_if import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from .. import (
-    AutoencoderTransformer,
-    VAEAnomalyDetector,
-    VAEImputer,
-    VAETransformer,
-    _imputer,
-)
+from .. import AutoencoderTransformer, VAEAnomalyDetector, VAEImputer, VAETransformer
+from .._imputer import _CALLS_LOCK
 from . import _core
 from ._cluster import prepare_workers
 from ._stats import (
@@ -242,18 +237,20 @@ class _DaskEstimator(BaseEstimator):
             )
         blocks, _ = _blocks(X)
         head = _head(X)
-        rows, n_obs = _fit_blocks(client, model, blocks, head)
-        self._after_columns(model, n_obs, int(sum(rows)))
-        self._after_training(client, model, blocks, head, rows)
+        dtype = _core.check_head(model, head)
+        rows, n_obs = _fit_columns(client, model, blocks, dtype, sp.issparse(head))
+        n_rows = int(sum(rows))
+        if n_rows < 2:
+            raise ValueError(f"Found {n_rows} row(s); fit needs at least 2.")
+        gen = _core.start_training(model, n_rows, model.n_features_in_, dtype)
+        _train(client, model, blocks, rows, gen)
+        _after_fit(client, model, blocks, rows)
+        self._after_columns(model, n_obs, n_rows)
         self._set_fitted(model)
         return self
 
     def _after_columns(self, model, n_obs, n_rows):
         """Hook: fitted attributes from the columns' observed cells."""
-
-    def _after_training(self, client, model, blocks, head, rows):
-        """Hook: fitted attributes that need the fitted model and the
-        training blocks."""
 
     # -- inference ---------------------------------------------------------------
 
@@ -540,21 +537,6 @@ def _copy(value):
 
 def _count(summary):
     return summary["n"]
-
-
-def _fit_blocks(client, model, blocks, head):
-    """Fit the in-memory ``model`` on the training ``blocks`` (``head``: a
-    few of their rows, in the client). Returns the rows of each block and
-    the observed cells of each column."""
-    dtype = _core.check_head(model, head)
-    rows, n_obs = _fit_columns(client, model, blocks, dtype, sp.issparse(head))
-    n_rows = int(sum(rows))
-    if n_rows < 2:
-        raise ValueError(f"Found {n_rows} row(s); fit needs at least 2.")
-    gen = _core.start_training(model, n_rows, model.n_features_in_, dtype)
-    _train(client, model, blocks, rows, gen)
-    _after_fit(client, model, blocks, rows)
-    return rows, n_obs
 
 
 def _fit_columns(client, model, blocks, dtype, sparse):
@@ -1015,12 +997,9 @@ class DaskVAEImputer(_DaskEstimator):
     generator, seeded from the model, the number of the call and the index
     of the block: the draws are reproducible for a given chunking and
     independent between blocks, but are not the same numbers as in memory.
-    They are calibrated as in memory: with ``sample_posterior=True``,
-    ``fit`` fits a second model on the cluster without a tenth of the
-    observed cells of the Gaussian columns (each block hides cells from a
-    generator keyed by its index, so they depend on the chunking), and
-    sets ``noise_scale_`` from its draws for about 2000 rows with hidden
-    cells, gathered to the client in shares of the blocks' rows.
+    They are not calibrated: ``fit`` does not fit the second model that
+    sets the in-memory ``noise_scale_`` (it stays 1), so they have the
+    distribution of the in-memory draws before that stretch.
 
     The empty features and the missing indicator (``add_indicator``) come
     from the observed cells of each column over all the training rows.
@@ -1030,36 +1009,7 @@ class DaskVAEImputer(_DaskEstimator):
 
     def _after_columns(self, model, n_obs, n_rows):
         _core.set_missing_features(model, n_obs, n_rows)
-
-    def _after_training(self, client, model, blocks, head, rows):
-        """``noise_scale_``, calibrated as in memory (see the notes)."""
-        model.noise_scale_ = 1.0
-        if not model._calibrates(head):
-            return
-        # about _CALIBRATION_ROWS rows with a held-out cell, in shares of
-        # the blocks' rows
-        n_rows = sum(rows)
-        quotas = [math.ceil(_imputer._CALIBRATION_ROWS * r / n_rows) for r in rows]
-        model_f = client.scatter(model, broadcast=True, hash=False)
-        parts = client.compute(
-            [
-                dask.delayed(_core.calibration_rows)(model_f, b, i, q)
-                for i, (b, q) in enumerate(zip(blocks, quotas))
-            ],
-            sync=True,
-        )
-        if sum(p[2] for p in parts) < _imputer._CALIBRATION_MIN_CELLS:
-            return
-        # the second model, fitted on the cluster without the held-out cells
-        second = self._new_local().set_params(**_imputer._CALIBRATION_MODEL)
-        hidden = [
-            dask.delayed(_core.hide_calibration_cells)(model_f, b, i)
-            for i, b in enumerate(blocks)
-        ]
-        _fit_blocks(client, second, hidden, _core.numeric_as_float(model, head))
-        C = np.concatenate([p[0] for p in parts])
-        held = np.concatenate([p[1] for p in parts])
-        model.noise_scale_ = model._noise_scale_from(second, C, held)
+        model.noise_scale_ = 1.0  # no calibration on dask (see the notes)
 
     def transform(self, X):
         """Fill the missing cells of ``X``, block by block.
@@ -1078,7 +1028,7 @@ class DaskVAEImputer(_DaskEstimator):
             indicator columns appended with ``add_indicator``.
         """
         check_is_fitted(self)
-        with _imputer._CALLS_LOCK:  # one call number per call, as in memory
+        with _CALLS_LOCK:  # one call number per call, as in memory
             call = self._fitted_state.get("_n_calls", 0)
             if self.sample_posterior:
                 self._fitted_state["_n_calls"] = call + 1
