@@ -1,21 +1,22 @@
-"""Calibration of the dask imputer's draws (``sample_posterior=True``).
+"""Coverage of the dask imputer's draws (``sample_posterior=True``).
 
 On two tables that ship with scikit-learn (breast cancer, 569 x 30, and
 diabetes, 442 x 10; columns z-scored), 20 % of the cells hidden at random
 (``default_rng(seed)``), side by side in one run on one ``LocalCluster``
-(two worker processes, one thread each):
-
-- ``DaskVAEImputer(sample_posterior=True, random_state=seed)`` fitted on the
-  table in two blocks, which calibrates ``noise_scale_`` with a second fit
-  on the cluster;
-- the same fitted model with ``noise_scale_`` set to 1 (the dask imputer
-  before it calibrated);
-- the in-memory ``VAEImputer`` with the same parameters.
+(two worker processes, one thread each): ``DaskVAEImputer(sample_posterior=
+True, random_state=seed)`` fitted on the table in two blocks (its draws are
+not calibrated: ``noise_scale_`` is 1), and the in-memory ``VAEImputer``
+with the same parameters, whose ``fit`` calibrates ``noise_scale_``.
 
 Each model draws 20 values for every hidden cell (``transform`` of the
 in-memory model, which has the dask model's distribution); coverage is the
 share of hidden cells whose true value lies within the range of the 20
 draws (nominal 19/21 = 0.905). Needs the ``[dask]`` extra.
+
+The dask imputer calibrated its draws for one commit (8f38b40; this script
+at 43fe222 measured it): seeds 0-2, breast cancer 0.905 against 0.919
+without, diabetes 0.934 against 0.924, for a second fit on the cluster; it
+was reverted.
 
 Usage::
 
@@ -24,7 +25,6 @@ Usage::
 """
 
 import argparse
-import copy
 import os
 import time
 import warnings
@@ -33,7 +33,7 @@ import numpy as np
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
 SETS = {"breast_cancer": load_breast_cancer, "diabetes": load_diabetes}
-MODELS = ("dask, calibrated", "dask, noise_scale_ = 1", "in memory, calibrated")
+MODELS = ("dask", "in memory, calibrated")
 N_DRAWS = 20
 
 
@@ -59,10 +59,8 @@ def run_one(X_true, seed):
     start = time.perf_counter()
     memory = VAEImputer(**params).fit(Xn)
     memory_s = time.perf_counter() - start
-    uncalibrated = copy.deepcopy(dask_model)
-    uncalibrated.noise_scale_ = 1.0
     out = {}
-    for name, model in zip(MODELS, (dask_model, uncalibrated, memory)):
+    for name, model in zip(MODELS, (dask_model, memory)):
         draws = np.stack([model.transform(Xn)[hide] for _ in range(N_DRAWS)])
         out[name] = (coverage(draws, X_true[hide]), model.noise_scale_)
     return out, dask_s, memory_s
