@@ -598,7 +598,9 @@ class BaseAutoencoder(
             # all-zero one-hot); a warm start keeps the indicators it has
             has_missing = not sp.issparse(X) and bool(np.isnan(X).any())
             # cells hidden at random in training need the indicators too
-            has_missing = has_missing or self._training_options()["mask_rate"] > 0
+            # (dense input only: sparse input hides none)
+            hides = self._training_options()["mask_rate"] > 0 and not sp.issparse(X)
+            has_missing = has_missing or hides
             n_cat = int(np.sum(layout["is_categorical"]))
             old = getattr(self, "_architecture_", {}).get("n_indicators", 0)
             keep = not fresh and old == X.shape[1] - n_cat
@@ -697,6 +699,13 @@ class BaseAutoencoder(
         hide = None
         if mask_rate and not isinstance(source, _BatchSource):
             mask_rate = 0.0  # sparse input: nothing to hide cells behind
+            if self.n_iter_ == 0:  # said once, at the start of training
+                warnings.warn(
+                    "mask_rate is only used with dense input, so "
+                    f"mask_rate={self.mask_rate} has no effect on sparse X.",
+                    UserWarning,
+                    stacklevel=5,
+                )
         start = time.perf_counter()
         stopped_early = False
         best_params = None

@@ -437,6 +437,10 @@ def test_imputer_mask_rate_hides_cells_with_adam_and_warns_with_lbfgs():
         np.testing.assert_array_equal(
             unused.params_, VAEImputer(**lbfgs).fit(X).params_
         )
+        # sparse input has no cells to hide behind missing indicators
+        S = sp.random(60, 3, density=0.5, format="csr", random_state=0)
+        with pytest.warns(UserWarning, match="only used with dense input"):
+            VAEImputer(mask_rate=0.3, **FAST).fit(S)
 
 
 def test_imputer_set_output_pandas_on_arrays():
