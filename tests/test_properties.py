@@ -136,7 +136,12 @@ def matrices(draw, min_rows=1, max_rows=24, max_cols=5, unit=False, bound=None):
         if np.dtype(dtype).kind == "f" and (scale != "full" or bound is not None):
             top = float(np.finfo(dtype).max)
             top = 1.0 if scale == "unit" else top / 4 if scale == "wide" else top
-            top = min(top, bound or top)
+            if bound is not None:
+                # the bound in the dtype's own range: squares of float32
+                # values overflow far below 1e100 (the cube root of the
+                # largest float64 is above 1e100, so float64 keeps it)
+                top = min(top, bound, float(np.finfo(dtype).max) ** (1 / 3))
+                top = float(np.dtype(dtype).type(top))  # exact in the dtype
             elements = st.floats(
                 -top, top, allow_nan=False, width=8 * np.dtype(dtype).itemsize
             )
@@ -214,9 +219,10 @@ def estimator_params(Est):
     return st.fixed_dictionaries(params)
 
 
-#: Largest magnitude of the data drawn for ``standardize=False``: without
-#: scaling, squared errors of values near the float limit overflow (see
-#: test_unscaled_values_near_the_float_limit).
+#: Largest magnitude of the data drawn for ``standardize=False`` (and at
+#: most the cube root of the dtype's largest value): without scaling,
+#: squared errors of values near the square root of the float limit
+#: overflow (see test_unscaled_values_near_the_float_limit).
 UNSCALED_BOUND = 1e100
 
 
