@@ -54,6 +54,9 @@ class AutoencoderTransformer(BaseAutoencoder):
         value holds a quarter of the rows). Outputs of ``inverse_transform``
         and ``sample`` are in the original units; reconstruction errors are
         measured on the standardised features, so every feature counts alike.
+        Unscaled (``False``), values whose squares overflow the input's
+        dtype (beyond about 1e18 in float32) give infinite errors; ``fit``
+        warns about them.
 {_COLUMN_PARAMETERS}    random_state : int, RandomState instance or None, default=None
         Controls initialisation, shuffling and the sampling noise. An int
         gives bit-identical results on the same machine.

@@ -28,7 +28,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_feature_names_in,
+    check_array,
+    check_is_fitted,
+    validate_data,
+)
 
 from . import _columns
 from ._columns import is_dataframe
@@ -393,6 +398,36 @@ class BaseAutoencoder(
             X, self._scaled_columns(), self.standardize
         )
         _columns.fit_raw_options(X, self._layout_)
+        self._warn_if_squares_overflow(X)
+
+    def _warn_if_squares_overflow(self, X):
+        """Warn when a scaled value of a Gaussian column is so large that
+        its square overflows ``X``'s dtype: squared errors and Gaussian
+        log-likelihoods of its row are then infinite (``standardize=False``
+        on values beyond about 1e18 in float32 or 1e153 in float64)."""
+        cols = np.flatnonzero(self._scaled_columns())
+        if cols.size == 0 or X.shape[0] == 0:
+            return
+        if sp.issparse(X):
+            top = abs(X).max(axis=0).toarray().ravel()
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+                top = np.maximum(np.nanmax(X, axis=0), -np.nanmin(X, axis=0))
+        top = (top[cols] + np.abs(self.input_mean_[cols])) / self.input_scale_[cols]
+        # room for the prediction's own size and a sum over the columns
+        limit = np.sqrt(float(np.finfo(X.dtype).max)) / 16
+        over = np.flatnonzero(top > limit)
+        if over.size:
+            names = _check_feature_names_in(self, None)[cols[over]]
+            warnings.warn(
+                f"Column(s) {list(names)} reach {np.max(top[over]):.3g} after "
+                f"scaling, beyond {limit:.2g}: the squared errors of such values "
+                f"overflow {X.dtype}, so score_samples of their rows can be "
+                "-inf. Use standardize=True, or float64 input.",
+                UserWarning,
+                stacklevel=6,
+            )
 
     def _fast_path(self):
         """Whether rows are their own encoder inputs and targets: dense,

@@ -696,7 +696,9 @@ _SHARED_PARAMETERS = (
         less; features where one value holds a quarter of the rows, such as
         zero-inflated ones, are scaled by their standard deviation). Scores
         are converted back, so they
-        are log-densities of the original data.
+        are log-densities of the original data. Unscaled (``False``), values
+        whose squares overflow the input's dtype (beyond about 1e18 in
+        float32) give infinite scores; ``fit`` warns about them.
 """
     + _COLUMN_PARAMETERS
     + """    random_state : int, RandomState instance or None, default=None

@@ -536,7 +536,9 @@ _UNSCALED_SCORE_OVERFLOW = (
     "(-2.96e38 in float64); and the autoencoder case of "
     "test_autoencoder_unscaled_score_of_a_row_near_the_float_limit. To be "
     "decided in the core (skvae/_objectives.py, _likelihoods.py): reject or "
-    "warn about such data, or document the limit."
+    "warn about such data, or document the limit. fit now warns (see "
+    "test_unscaled_values_whose_squares_overflow_warn_at_fit); the score "
+    "itself is beyond the dtype."
 )
 
 
