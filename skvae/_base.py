@@ -411,9 +411,8 @@ class BaseAutoencoder(
         if sp.issparse(X):
             top = abs(X).max(axis=0).toarray().ravel()
         else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-                top = np.maximum(np.nanmax(X, axis=0), -np.nanmin(X, axis=0))
+            # fmax / fmin skip NaN without copying X (all-NaN columns: NaN)
+            top = np.maximum(np.fmax.reduce(X, axis=0), -np.fmin.reduce(X, axis=0))
         top = (top[cols] + np.abs(self.input_mean_[cols])) / self.input_scale_[cols]
         # room for the prediction's own size and a sum over the columns
         limit = np.sqrt(float(np.finfo(X.dtype).max)) / 16
