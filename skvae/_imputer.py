@@ -612,10 +612,15 @@ class VAEImputer(BaseVAE):
         scale = getattr(self, "noise_scale_", 1.0)
         if gen is not None and scale != 1.0:
             # stretch the Gaussian columns' draws around their conditional
-            # means by the calibrated factor
-            cols = self._gaussian_columns()[self._layout_["order"]]
-            M = self._fill_missing(C, self.n_importance_samples)[:, cols]
-            V[:, cols] = M + np.asarray(scale, dtype=V.dtype) * (V[:, cols] - M)
+            # means by the calibrated factor (only rows with a missing cell
+            # there have anything to stretch)
+            gaussian = self._gaussian_columns()
+            rows = np.flatnonzero(missing[:, gaussian].any(axis=1))
+            cols = np.flatnonzero(gaussian[self._layout_["order"]])
+            if rows.size:
+                cells = np.ix_(rows, cols)
+                M = self._fill_missing(C[rows], self.n_importance_samples)[:, cols]
+                V[cells] = M + np.asarray(scale, dtype=V.dtype) * (V[cells] - M)
         filled = self._fill_from_copies(C, self._from_internal(V))
         out = self._merge(X, C, filled, missing)
         return self._finish(out, missing)
