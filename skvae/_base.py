@@ -583,25 +583,13 @@ class BaseAutoencoder(
         X = self._check_X(X, reset=first)
         return self._fit(X, incremental=True)
 
-    def _start_training(self, rng, n_rows, n_features, dtype):
+    def _start_training(self, rng, n_rows, n_features, dtype, sparse=False):
         """Fresh fitted state: architecture, initial parameters drawn from
         ``rng``, empty curves and the seed of everything random after fit
-        (also used by ``skvae.dask``)."""
-        opts = self._training_options()
-        unused = []
-        if opts["free_bits"] > 0 and opts["iwae_samples"] > 1:
-            unused.append(
-                "free_bits is only used with iwae_samples=1: the "
-                "importance-weighted bound has no KL term of its own to "
-                f"floor, so free_bits={opts['free_bits']} has no effect here."
-            )
-        if opts["mask_rate"] > 0 and self.solver != "adam":
-            unused.append(
-                "mask_rate is only used with solver='adam' (it hides new "
-                f"cells in every batch), so mask_rate={opts['mask_rate']} has "
-                f"no effect with solver={self.solver!r}."
-            )
-        for message in unused:
+        (also used by ``skvae.dask``); a warning for each setting that has
+        no effect on this training (``sparse``: the rows are a sparse
+        matrix)."""
+        for message in self._unused_settings(sparse):
             warnings.warn(message, UserWarning, stacklevel=5)
         self._architecture_ = self._new_architecture(n_rows, n_features)
         # the rows the network's size was derived from: a warm start or a
@@ -620,6 +608,29 @@ class BaseAutoencoder(
         # one seed for everything random after fit (scores, noise), so that
         # they are a function of the fitted model alone
         self._score_seed = int(rng.randint(np.iinfo(np.int32).max))
+
+    def _unused_settings(self, sparse):
+        """Messages for the settings that this training would ignore."""
+        opts = self._training_options()
+        unused = []
+        if opts["free_bits"] > 0 and opts["iwae_samples"] > 1:
+            unused.append(
+                "free_bits is only used with iwae_samples=1: the "
+                "importance-weighted bound has no KL term of its own to "
+                f"floor, so free_bits={opts['free_bits']} has no effect here."
+            )
+        if opts["mask_rate"] > 0 and self.solver != "adam":
+            unused.append(
+                "mask_rate is only used with solver='adam' (it hides new "
+                f"cells in every batch), so mask_rate={opts['mask_rate']} has "
+                f"no effect with solver={self.solver!r}."
+            )
+        elif opts["mask_rate"] > 0 and sparse:
+            unused.append(
+                "mask_rate is only used with dense input, so "
+                f"mask_rate={opts['mask_rate']} has no effect on sparse X."
+            )
+        return unused
 
     def _fit(self, X, incremental):
         rng = check_random_state(self.random_state)
@@ -645,7 +656,7 @@ class BaseAutoencoder(
                 fresh = True  # warm start on data with other columns or levels
         if fresh:
             self._fit_scaling(X)
-            self._start_training(rng, *X.shape, dtype)
+            self._start_training(rng, *X.shape, dtype, sp.issparse(X))
         elif self.params_.dtype != dtype:
             self.params_ = self.params_.astype(dtype)
             self._optimizer_state = None
@@ -733,13 +744,6 @@ class BaseAutoencoder(
         hide = None
         if mask_rate and not isinstance(source, _BatchSource):
             mask_rate = 0.0  # sparse input: nothing to hide cells behind
-            if self.n_iter_ == 0:  # said once, at the start of training
-                warnings.warn(
-                    "mask_rate is only used with dense input, so "
-                    f"mask_rate={self.mask_rate} has no effect on sparse X.",
-                    UserWarning,
-                    stacklevel=5,
-                )
         start = time.perf_counter()
         stopped_early = False
         best_params = None
